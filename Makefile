@@ -1,0 +1,33 @@
+# One-command entry points for a fresh machine: they create .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sepgw-installed
+
+.PHONY: install test demo bench typecheck clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	# Regenerate Twisted's plugin cache so that twistd lists sepgw and sepgw-pev.
+	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) tools/conformance.py --check
+	$(PY) -m twisted.trial -j2 tests
+
+demo: $(STAMP)
+	$(PY) -m sepgw.demo
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy sepgw
+
+clean:
+	rm -rf $(VENV) _trial_temp* run build *.egg-info
