@@ -267,7 +267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root: Path = args.root
     output: Path = args.output or root / "docs" / "conformance.md"
-    text, errors = generate(root, args.catalogue)
+    try:
+        text, errors = generate(root, args.catalogue)
+    except (OSError, ValueError) as exc:  # CatalogueError and TOML errors are ValueErrors
+        print(f"conformance: cannot read the catalogue: {exc}", file=sys.stderr)
+        return 2
     if errors:
         for e in errors:
             print(e, file=sys.stderr)
