@@ -1,0 +1,330 @@
+"""The configuration files of the two roles, declared with :mod:`sepgw.config.schema`.
+
+``EVSE_SCHEMA`` describes ``sepgw.toml`` (the charger), ``PEV_SCHEMA`` describes ``pev.toml``
+(the vehicle or its emulator). ``docs/configuration.md`` is the reference for both; it is
+generated from these declarations by ``tools/config_reference.py``.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+from sepgw.config.schema import ArrayOf, Key, PluginRef, Section
+
+
+def _timezone(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"{value!r} is not a known IANA time zone (e.g. 'UTC', 'America/Los_Angeles')"
+    return None
+
+
+def _abs_uri_path(value: str) -> str | None:
+    if not value.startswith("/") or any(c in value for c in " ?#"):
+        return f"{value!r} must be an absolute URI path such as '/dcap'"
+    return None
+
+
+def _https_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        return f"{value!r} is not an https:// URL (plain HTTP is never used, V2G-4.1.3-3)"
+    return None
+
+
+TLS = Section(
+    {
+        "cert": Key("path", doc="PEM file with this device's 2030.5 certificate, followed by "
+                                "its intermediate CA certificates (MCA/MICA)."),
+        "key": Key("path", doc="PEM file with the private key (ECDSA P-256) of `cert`."),
+        "ca": Key(["path"], doc="PEM files of the trusted 2030.5 root CAs (SERCA).",
+                  non_empty=True),
+        "ciphers": Key("str", "ECDHE-ECDSA-AES128-CCM8",
+                       doc="OpenSSL cipher list. 2030.5 mandates the default; change it only "
+                           "in a lab.", non_empty=True),
+        "keylog": Key("path", None, doc="Append TLS session keys to this file in NSS key log "
+                                        "format (for Wireshark). Off when absent; never in "
+                                        "production."),
+    },
+    doc="Mutual TLS material (IEEE 2030.5 device certificate and trust anchors).",
+)
+
+LOGGING = Section(
+    {
+        "level": Key("str", "info", doc="Lowest level logged.",
+                     choices=("debug", "info", "warn", "error", "critical")),
+        "format": Key("str", "text", doc="`text` (human readable) or `json` (one JSON object "
+                                         "a line, for journald or log shipping).",
+                      choices=("text", "json")),
+        "file": Key("path", None, doc="Write the log to this file instead of standard output."),
+    },
+    doc="Logging.",
+)
+
+
+def _common(role_doc: str, default_state: str) -> Section:
+    return Section(
+        {
+            "name": Key("str", "sepgw", doc="Instance name, used in logs and mDNS.",
+                        non_empty=True),
+            "state_dir": Key("path", default_state,
+                             doc="Directory for persistent state (created if missing)."),
+            "plugin_dirs": Key(["path"], [],
+                               doc="Drop-in plugin directories searched after the bundled "
+                                   "`plugins/`."),
+        },
+        doc=role_doc,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# EVSE
+
+
+def _site_rules(site: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    if site["min_v"] is not None and site["max_v"] is not None and site["min_v"] >= site["max_v"]:
+        yield "min_v", f"must be below max_v ({site['max_v']:g} V)"
+    if site["v_ref"] is not None and site["max_v"] is not None and site["v_ref"] > site["max_v"]:
+        yield "v_ref", f"must not be above max_v ({site['max_v']:g} V)"
+    if site["v_ref"] is not None and site["min_v"] is not None and site["v_ref"] < site["min_v"]:
+        yield "v_ref", f"must not be below min_v ({site['min_v']:g} V)"
+
+
+SITE = Section(
+    {
+        "max_w": Key("float", doc="Site active-power limit in W, sent as "
+                                  "SelfDevice DERSettings setMaxW (V2G-4.6.1.1-1) and shared "
+                                  "among authorized PEVs.", min=0),
+        "max_var": Key("float", doc="Reactive power the PEV may inject, var (setMaxVar).",
+                       min=0),
+        "max_var_neg": Key("float", doc="Reactive power the PEV may absorb, var "
+                                        "(setMaxVarNeg, as a positive number).", min=0),
+        "max_v": Key("float", doc="Highest grid voltage for operation, V (setMaxV).", min=0),
+        "min_v": Key("float", doc="Lowest grid voltage for operation, V (setMinV).", min=0),
+        "v_ref": Key("float", doc="Site nominal voltage, V (setVRef; setVNom is never sent, "
+                                  "V2G-4.9.5-2).", min=0),
+        "max_charge_rate_w": Key("float", doc="Highest charge rate, W (setMaxChargeRateW).",
+                                 min=0),
+        "max_discharge_rate_w": Key("float", doc="Highest discharge rate, W "
+                                                 "(setMaxDischargeRateW).", min=0),
+        "quadrants": Key("int", 4, doc="Inverter capability the site requires: 2 (active "
+                                       "power only) or 4 (also reactive).", choices=(2, 4)),
+    },
+    doc="Site limits, served as SelfDevice DERSettings (profile 4.6.1).",
+    rules=[_site_rules],
+)
+
+SERVER = Section(
+    {
+        "addresses": Key(["str"], ["::1"],
+                         doc="Addresses the HTTPS server listens on (besides each port's ULA "
+                             "once the network plane assigns one).", non_empty=True),
+        "port": Key("int", 8443, doc="TCP port of the HTTPS server.", min=1, max=65535),
+        "dcap_path": Key("str", "/dcap", doc="Path of the DeviceCapability resource "
+                                             "(announced in mDNS TXT `dcap`).",
+                         validator=_abs_uri_path),
+        "post_rate": Key("int", 15, doc="EndDevice and MirrorUsagePoint postRate, s "
+                                        "(V2G-4.7.2-9).", min=1, max=3600),
+        "poll_rate": Key("int", 15, doc="pollRate of the EndDeviceList, MirrorUsagePointList "
+                                        "and other polled lists, s; the DERProgramList is "
+                                        "always 1 s (V2G-4.1.4-6).", min=1, max=3600),
+        "max_body_bytes": Key("int", 65536, doc="Largest request body accepted; larger gets "
+                                                "413.", min=1024, max=16 * 1024 * 1024),
+        "timezone": Key("str", "UTC", doc="IANA zone for the Time resource's tzOffset and "
+                                          "DST fields.", validator=_timezone),
+    },
+    doc="The IEEE 2030.5 HTTPS server.",
+)
+
+
+def _curve(min_points: int = 1, max_points: int = 10) -> Key:
+    def check(points: list[Any]) -> str | None:
+        if not (min_points <= len(points) <= max_points):
+            return f"a curve needs {min_points} to {max_points} points, got {len(points)}"
+        for i, p in enumerate(points):
+            if (not isinstance(p, list) or len(p) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               for v in p)):
+                return f"point {i} must be [x, y] numbers, got {p!r}"
+        xs = [p[0] for p in points]
+        if any(b <= a for a, b in zip(xs, xs[1:])):
+            return "x values must increase strictly from point to point"
+        return None
+
+    return _CurveKey(check)
+
+
+class _CurveKey(Key):
+    """An array of [x, y] pairs."""
+
+    def __init__(self, check: Any) -> None:
+        super().__init__("str", doc="Curve points as [[x, y], ...], 1 to 10 points, x rising.")
+        self._check_points = check
+
+    def type_label(self) -> str:
+        return "array of [x, y] number pairs"
+
+    def check(self, value: Any, path: str, ctx: Any) -> Any:
+        if not isinstance(value, list):
+            ctx.add(path, f"expected an array of [x, y] pairs, got {type(value).__name__}")
+            return None
+        reason = self._check_points(value)
+        if reason:
+            ctx.add(path, reason)
+            return None
+        return [(float(x), float(y)) for x, y in value]
+
+
+def _curve_section(doc: str, x: str, y: str) -> Section:
+    curve = _curve()
+    curve.doc = f"Points [[{x}, {y}], ...], 1 to 10, {x} rising."
+    return Section({"points": curve}, doc=doc, optional=True)
+
+
+REACTIVE_FUNCTIONS = ("constant_pf", "volt_var", "watt_var", "constant_var")
+
+
+def _management_rules(m: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    enabled = [f for f in REACTIVE_FUNCTIONS if m.get(f) is not None]
+    if len(enabled) > 1:
+        yield "", (f"at most one reactive-power function may be enabled (V2G-4.9.7-1), "
+                   f"found {', '.join(enabled)}")
+
+
+MANAGEMENT = Section(
+    {
+        "enter_service": Section(
+            {
+                "delay_s": Key("float", 300.0, doc="setESDelay, s.", min=0, max=42949672),
+                "random_delay_s": Key("float", 0.0, doc="setESRandomDelay, s.", min=0,
+                                      max=42949672),
+                "ramp_s": Key("float", 300.0, doc="setESRampTms, s.", min=0, max=42949672),
+                "high_volt_pct": Key("float", 105.0, doc="setESHighVolt, % of v_ref.",
+                                     min=0, max=327.67),
+                "low_volt_pct": Key("float", 91.7, doc="setESLowVolt, % of v_ref.", min=0,
+                                    max=327.67),
+                "high_freq_hz": Key("float", 60.1, doc="setESHighFreq, Hz.", min=0,
+                                    max=655.35),
+                "low_freq_hz": Key("float", 59.5, doc="setESLowFreq, Hz.", min=0, max=655.35),
+            },
+            doc="Enter Service, served in DefaultDERControl (Table 5).",
+        ),
+        "constant_pf": Section(
+            {
+                "pf": Key("float", doc="Displacement power factor.", min=0.0, max=1.0),
+                "excitation": Key("str", "absorb", doc="Reactive power direction while "
+                                                       "injecting active power.",
+                                  choices=("absorb", "inject")),
+            },
+            doc="Constant Power Factor, DERControl opModFixedPFInjectW.", optional=True,
+        ),
+        "volt_var": _curve_section("Volt-Var, DERControl opModVoltVar.", "% v_ref",
+                                   "% var available"),
+        "watt_var": _curve_section("Watt-Var, DERControl opModWattVar.", "% max W",
+                                   "% var available"),
+        "constant_var": Section(
+            {"var_pct": Key("float", doc="Reactive power, % of var available (positive "
+                                         "injects).", min=-100, max=100)},
+            doc="Constant Var, DERControl opModFixedVar.", optional=True,
+        ),
+        "volt_watt": _curve_section("Volt-Watt, DERControl opModVoltWatt.", "% v_ref",
+                                    "% max W"),
+        "limit_active_power": Section(
+            {"max_w_pct": Key("float", doc="Active-power limit, % of the PEV's max W.",
+                              min=0, max=100)},
+            doc="Limit Active Power, DERControl opModMaxLimW.", optional=True,
+        ),
+        "freq_droop": Section(
+            {
+                "db_of_hz": Key("float", 0.036, doc="Over-frequency deadband, Hz.", min=0),
+                "db_uf_hz": Key("float", 0.036, doc="Under-frequency deadband, Hz.", min=0),
+                "k_of": Key("float", 0.05, doc="Over-frequency droop, per unit.", min=0),
+                "k_uf": Key("float", 0.05, doc="Under-frequency droop, per unit.", min=0),
+                "open_loop_s": Key("float", 5.0, doc="Open-loop response time, s.", min=0),
+            },
+            doc="High and Low Frequency Droop, DERControl opModFreqDroop (IEEE 1547 "
+                "defaults).",
+        ),
+        "high_freq_trip": _curve_section("High Frequency Trip, DERControl opModHFRMustTrip.",
+                                         "s", "Hz"),
+        "low_freq_trip": _curve_section("Low Frequency Trip, DERControl opModLFRMustTrip.",
+                                        "s", "Hz"),
+        "high_volt_trip": _curve_section("High Voltage Trip, DERControl opModHVRMustTrip.",
+                                         "s", "% v_ref"),
+        "low_volt_trip": _curve_section("Low Voltage Trip, DERControl opModLVRMustTrip.",
+                                        "s", "% v_ref"),
+        "high_volt_cessation": _curve_section(
+            "High Voltage momentary cessation, DERControl opModHVRTMomentaryCessation "
+            "(V2G-4.9.2-1).", "s", "% v_ref"),
+        "low_volt_cessation": _curve_section(
+            "Low Voltage momentary cessation, DERControl opModLVRTMomentaryCessation "
+            "(V2G-4.9.2-1).", "s", "% v_ref"),
+    },
+    doc="Management information in effect for the site (profile 4.6.3, Table 5). An omitted "
+        "optional function is not in effect.",
+    rules=[_management_rules],
+)
+
+PORT = Section(
+    {
+        "name": Key("str", doc="Port name used in logs and diagnostics.", non_empty=True),
+        "transport": PluginRef("transport", doc="The port's link (e.g. `loopback`, "
+                                                "`ethernet`, `plc`)."),
+        "contactor": PluginRef("contactor", doc="The port's contactor."),
+        "meter": PluginRef("meter", doc="The port's meter."),
+    },
+    doc="One charging port; each serves one PEV.",
+)
+
+
+def _unique_port_names(root: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    seen: dict[str, int] = {}
+    for i, port in enumerate(root.get("ports") or []):
+        if port and port.get("name") in seen:
+            yield f"ports[{i}].name", (f"{port['name']!r} is already the name of "
+                                       f"ports[{seen[port['name']]}]")
+        elif port:
+            seen[port["name"]] = i
+
+
+EVSE_SCHEMA = Section(
+    {
+        "gateway": _common("The gateway itself.", "/var/lib/sepgw"),
+        "tls": TLS,
+        "server": SERVER,
+        "site": SITE,
+        "management": MANAGEMENT,
+        "policy": PluginRef("policy", doc="Authorization policy; without one no PEV is ever "
+                                          "authorized to discharge.", optional=True),
+        "uplink": PluginRef("uplink", doc="DME uplink to a utility.", optional=True),
+        "ports": ArrayOf(PORT, doc="The charger's ports (`[[ports]]`).", min_items=1),
+        "logging": LOGGING,
+    },
+    rules=[_unique_port_names],
+)
+
+# --------------------------------------------------------------------------------------------
+# PEV
+
+PEV_SCHEMA = Section(
+    {
+        "pev": _common("The vehicle (or emulator) itself.", "/var/lib/sepgw-pev"),
+        "tls": TLS,
+        "evse": Section(
+            {
+                "url": Key("str", None, doc="DeviceCapability URL of the EVSE, e.g. "
+                                            "`https://[::1]:8443/dcap` (out-of-band "
+                                            "discovery, V2G-4.3-4). When absent the PEV "
+                                            "browses mDNS on the transport's interface.",
+                           validator=_https_url),
+            },
+            doc="How to reach the EVSE.",
+        ),
+        "transport": PluginRef("transport", doc="The vehicle's link to the EVSE."),
+        "inverter": PluginRef("inverter", doc="The onboard inverter."),
+        "logging": LOGGING,
+    },
+)

@@ -1,0 +1,107 @@
+"""What both roles' service makers share: options, config loading, logging, TLS, components."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.logger import ILogObserver, Logger
+from twisted.python import usage
+from twisted.python.components import Componentized
+
+from sepgw import logs
+from sepgw.config import DEFAULT_PATHS, Config, ConfigError, load
+from sepgw.interfaces import BuildContext
+from sepgw.security.tls import TLSConfigError, TLSSettings
+from sepgw.service.components import ComponentError, build_component
+from sepgw.service.tree import ComponentService, OrderedMultiService
+
+
+def options_for(role: str) -> type[usage.Options]:
+    """A twistd Options class for ``role`` whose ``postOptions`` validates the config."""
+
+    class Options(usage.Options):
+        synopsis = f"[--config {DEFAULT_PATHS[role]}]"
+        optParameters = [
+            ["config", "c", str(DEFAULT_PATHS[role]), "Configuration file (TOML)."],
+        ]
+        longdesc = ("The configuration is validated before anything starts; every problem "
+                    "is reported with its key path. See docs/configuration.md.")
+
+        def postOptions(self) -> None:
+            try:
+                self.loaded = load(Path(self["config"]), role)  # type: ignore[arg-type]
+            except ConfigError as e:
+                raise usage.UsageError(str(e))
+
+    Options.__name__ = f"{role.upper()}Options"
+    return Options
+
+
+def tls_settings(config: Config) -> TLSSettings:
+    """The TLS settings of the ``[tls]`` section, loaded now (files read and checked)."""
+    tls = config["tls"]
+    try:
+        return TLSSettings(cert=tls["cert"], key=tls["key"], ca=tuple(tls["ca"]),
+                           ciphers=tls["ciphers"], keylog=tls["keylog"])
+    except TLSConfigError as e:
+        raise StartupError(f"{config.source}: tls: {e}") from e
+
+
+class StartupError(Exception):
+    """Start-up cannot continue; the message says why and names the culprit."""
+
+
+def fail_startup(error: Exception) -> None:
+    """Print a start-up error the way twistd prints a usage error, and exit non-zero."""
+    sys.stderr.write(f"twistd: {error}\n")
+    raise SystemExit(1)
+
+
+class RoleService(OrderedMultiService):
+    """The root service of a role: installs the configured log observer on the application,
+    creates the state directory, and logs when everything is up."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.started.addCallbacks(self._serving, self._failed)
+
+    def setServiceParent(self, parent: Any) -> None:
+        settings = self.config["logging"]
+        if isinstance(parent, Componentized) and not logs.is_default(settings):
+            parent.setComponent(ILogObserver, logs.make_observer(settings))
+        super().setServiceParent(parent)
+
+    def startService(self) -> Any:
+        self.config.general["state_dir"].mkdir(parents=True, exist_ok=True)
+        return super().startService()
+
+    def component(self, plugin: Any, name: str, **extra: Any) -> Any:
+        """Build a configured plugin's component (errors name the plugin and file)."""
+        context = BuildContext(reactor=self.reactor, name=name,
+                               state_dir=self.config.general["state_dir"], extra=extra)
+        return build_component(plugin, context)
+
+    def add_component(self, name: str, component: Any) -> ComponentService:
+        service = ComponentService(name, component)
+        service.setServiceParent(self)
+        return service
+
+    def _serving(self, _: Any) -> None:
+        self.log.info("{role} {name} ready", role=self.config.role.upper(),
+                      name=self.config.general["name"])
+
+    def _failed(self, failure: Any) -> None:
+        self.log.failure("Start-up failed; stopping", failure)
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+__all__ = ["ComponentError", "RoleService", "StartupError", "fail_startup", "options_for",
+           "tls_settings", "Service"]
