@@ -38,6 +38,7 @@ __all__ = [
     "DEVICE_POLICY_OID",
     "NO_EXPIRY",
     "PKIError",
+    "PKIExistsError",
     "PKIPaths",
     "TEST_POLICY_OID",
     "generate_key",
@@ -76,6 +77,13 @@ _NOT_BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
 class PKIError(Exception):
     """
     A PKI operation could not be performed (message is meant for the user).
+    """
+
+
+class PKIExistsError(PKIError):
+    """
+    The files to be created exist already and replacing them was not asked for; nothing
+    was changed.
     """
 
 
@@ -363,7 +371,7 @@ def init_pki(
     existing = [p for p in paths.all_files() if p.exists()]
     if existing and not force:
         names = ", ".join(p.name for p in existing)
-        raise PKIError(
+        raise PKIExistsError(
             f"{directory}: a PKI already exists here ({names}); use --force to replace it"
         )
     try:
@@ -413,7 +421,7 @@ def issue_device(
     if cert_path in (paths.serca, paths.mca) or key_path in (paths.serca_key, paths.mca_key):
         raise PKIError(f"refusing to overwrite the CA files with device {name!r}")
     if (cert_path.exists() or key_path.exists()) and not force:
-        raise PKIError(f"{cert_path}: already exists; use --force to replace it")
+        raise PKIExistsError(f"{cert_path}: already exists; use --force to replace it")
     try:
         x509.ObjectIdentifier(hw_type)
     except ValueError as e:
