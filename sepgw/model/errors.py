@@ -1,0 +1,25 @@
+"""The single error type raised by the 2030.5 model and codec."""
+
+from __future__ import annotations
+
+
+class ModelError(ValueError):
+    """A document or object that is not a valid IEEE 2030.5 resource.
+
+    ``str(error)`` is a message a client developer can act on, qualified by the element path
+    where the problem is, e.g. ``DERSettings/setMaxW/value: 'abc' is not an integer``.
+    ``path`` is that path (possibly empty for document-level problems) and ``reason`` the
+    message without it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}" if path else reason)
+
+
+class _Bad(Exception):
+    """Internal: a value-level problem; the codec machinery adds the path."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
