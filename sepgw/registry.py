@@ -12,12 +12,14 @@ that names them fails with a message naming the plugin and the file.
 
 from __future__ import annotations
 
+import importlib
 import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from twisted.logger import Logger, globalLogPublisher
+from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
@@ -75,7 +77,7 @@ class PluginRegistry:
     @classmethod
     def discover(cls, dirs: Iterable[Path]) -> "PluginRegistry":
         """Find every plugin factory in ``dirs`` (missing directories are recorded)."""
-        registry = cls(dirs=tuple(Path(d) for d in dirs))
+        registry = cls(dirs=tuple(Path(d).absolute() for d in dirs))
         registry._scan()
         return registry
 
@@ -86,26 +88,20 @@ class PluginRegistry:
                 existing.append(d)
             else:
                 self.broken.append(BrokenPlugin(d, "plugin directory does not exist"))
-        self._check_name_clashes(existing)
+        clashes = self._check_name_clashes(existing)
         for name in [m for m in sys.modules if m.startswith("sepgw.dropins.")]:
             del sys.modules[name]
+            vars(sepgw.dropins).pop(name.rpartition(".")[2], None)
         sepgw.dropins.__path__[:] = [str(d) for d in existing]
 
-        failures: list[Any] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            failure = event.get("log_failure") or event.get("failure")
-            if failure is not None:
-                failures.append(failure)
-
-        globalLogPublisher.addObserver(observe)
-        try:
-            found = list(getPlugins(IPluginFactory, sepgw.dropins))
-        finally:
-            globalLogPublisher.removeObserver(observe)
-        for failure in failures:
-            self.broken.append(BrokenPlugin(self._failure_source(failure, existing),
-                                            f"failed to import: {_describe(failure.value)}"))
+        # Import every module first, so that one that fails is recorded with its file and
+        # replaced by an empty placeholder: getPlugins then sees no plugins in it instead of
+        # logging a traceback, and a configuration naming its plugin fails with the reason.
+        for d in existing:
+            for f in sorted(d.glob("*.py")):
+                if not f.stem.startswith("_") and f not in clashes:
+                    self._import(f, existing)
+        found = list(getPlugins(IPluginFactory, sepgw.dropins))
         owners = {id(obj): Path(mod.__file__ or "<unknown>")
                    for name, mod in list(sys.modules.items())
                    if name.startswith("sepgw.dropins.") and mod is not None
@@ -113,7 +109,21 @@ class PluginRegistry:
         for factory in found:
             self._add(factory, owners.get(id(factory), Path("<unknown>")))
 
-    def _check_name_clashes(self, dirs: Sequence[Path]) -> None:
+    def _import(self, source: Path, dirs: Sequence[Path]) -> None:
+        name = f"sepgw.dropins.{source.stem}"
+        try:
+            importlib.import_module(name)
+        except BaseException as e:  # a plugin may raise anything, even SystemExit
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            self.broken.append(BrokenPlugin(source, f"failed to import: {_describe(e)}"))
+            placeholder = types.ModuleType(name, "placeholder for a module that failed to import")
+            placeholder.__file__ = str(source)
+            sys.modules[name] = placeholder
+            setattr(sepgw.dropins, source.stem, placeholder)
+
+    def _check_name_clashes(self, dirs: Sequence[Path]) -> set[Path]:
+        clashes: set[Path] = set()
         seen: dict[str, Path] = {}
         for d in dirs:
             for f in sorted(d.glob("*.py")):
@@ -121,8 +131,10 @@ class PluginRegistry:
                     self.broken.append(BrokenPlugin(
                         f, f"module name {f.stem!r} is also used by {seen[f.stem]}; only one "
                            "of them can be loaded: rename one"))
+                    clashes.add(f)
                 else:
                     seen[f.stem] = f
+        return clashes
 
     def _add(self, factory: Any, source: Path) -> None:
         try:
@@ -135,16 +147,6 @@ class PluginRegistry:
             return
         self.plugins.append(PluginInfo(kind, str(factory.name), str(factory.description),
                                        source, factory))
-
-    @staticmethod
-    def _failure_source(failure: Any, dirs: Sequence[Path]) -> Path:
-        roots = [str(d.resolve()) for d in dirs]
-        for frame in failure.frames:
-            filename = str(Path(frame[1]).resolve())
-            if any(filename.startswith(r + "/") for r in roots):
-                return Path(frame[1])
-        filename = getattr(failure.value, "filename", None)
-        return Path(filename) if filename else Path("<unknown module>")
 
     def where(self) -> str:
         """The searched directories, for messages."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, gatherResults, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -49,4 +49,4 @@ class HTTPSService(Service):
     def stopService(self) -> Deferred[Any]:  # type: ignore[override]
         Service.stopService(self)
         ports, self.ports = self.ports, []
-        return DeferredList([p.stopListening() for p in ports])
+        return DeferredList([maybeDeferred(p.stopListening) for p in ports])
