@@ -9,7 +9,7 @@ import datetime
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -128,12 +128,12 @@ class RecordingProtocol(Protocol):
     def connectionMade(self) -> None:
         self.made = True
         if self.greeting:
-            self.transport.write(self.greeting)  # type: ignore[union-attr]
+            cast(Any, self.transport).write(self.greeting)
 
     def dataReceived(self, data: bytes) -> None:
         self.received.append(data)
         if self.reply:
-            self.transport.write(self.reply)  # type: ignore[union-attr]
+            cast(Any, self.transport).write(self.reply)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         self.lost = reason

@@ -104,6 +104,34 @@ class HandshakeTests(_TLSTestMixin, SynchronousTestCase):
         verifyObject(IPolicyForHTTPS, policy)
         verifyObject(IOpenSSLClientConnectionCreator, policy.creatorForNetloc(b"evse.local", 443))
 
+    def test_wrapServerEndpoint(self) -> None:
+        """
+        wrap_server_endpoint() listens on any stream endpoint with the application factory
+        wrapped in TLS (so the port never speaks plaintext), using sepgw's server creator.
+        """
+        from twisted.internet.defer import succeed
+        from twisted.internet.interfaces import IStreamServerEndpoint
+        from zope.interface import implementer
+
+        from sepgw.security.tls import ServerConnectionCreator, wrap_server_endpoint
+
+        listened: list[Any] = []
+
+        @implementer(IStreamServerEndpoint)
+        class FakeEndpoint:
+            def listen(self, factory: Any) -> Any:
+                listened.append(factory)
+                return succeed("port")
+
+        app_factory = Factory.forProtocol(RecordingProtocol)
+        endpoint = wrap_server_endpoint(FakeEndpoint(), evse_settings(), clock=Clock())
+        verifyObject(IStreamServerEndpoint, endpoint)
+        self.assertEqual(self.successResultOf(endpoint.listen(app_factory)), "port")
+        (tls_factory,) = listened
+        self.assertIsInstance(tls_factory, TLSMemoryBIOFactory)
+        self.assertIs(tls_factory.wrappedFactory, app_factory)
+        self.assertIsInstance(endpoint.creator, ServerConnectionCreator)
+
     def test_mutualHandshakeCCM8(self) -> None:
         """
         sepgw's client and server complete a mutually authenticated TLS 1.2 handshake with

@@ -33,10 +33,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 from OpenSSL.crypto import X509
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
+    IListeningPort,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
 )
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.logger import Logger
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -50,12 +56,14 @@ __all__ = [
     "ClientPolicy",
     "ServerConnectionCreator",
     "TLSConfigError",
+    "TLSServerEndpoint",
     "TLSSettings",
     "client_connection_creator",
     "client_policy",
     "effective_cipher_list",
     "identity_for_connection",
     "server_connection_creator",
+    "wrap_server_endpoint",
 ]
 
 #: The one cipher suite IEEE 2030.5 mandates.
@@ -722,3 +730,46 @@ def client_policy(settings: TLSSettings, expected_lfdi: str | None = None) -> Cl
     An C{IPolicyForHTTPS} for C{Agent(reactor, contextFactory=...)} / treq.
     """
     return ClientPolicy(settings, expected_lfdi)
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """
+    Serve TLS on any stream server endpoint (TCP6, a UNIX socket for tests, a systemd
+    socket...): the factory passed to L{listen} is wrapped in a C{TLSMemoryBIOFactory}
+    using C{creator}.
+    """
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        creator: Any,
+        clock: IReactorTime | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.creator = creator
+        self.clock = clock
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        """
+        Listen on the wrapped endpoint with TLS around C{protocolFactory}.
+        """
+        # (zope interfaces are not typed for mypy: call through Any.)
+        endpoint: Any = self.endpoint
+        result: Deferred[IListeningPort] = endpoint.listen(
+            TLSMemoryBIOFactory(self.creator, False, protocolFactory, self.clock)
+        )
+        return result
+
+
+def wrap_server_endpoint(
+    endpoint: IStreamServerEndpoint,
+    settings: TLSSettings,
+    allow: AllowHook | None = None,
+    clock: IReactorTime | None = None,
+) -> TLSServerEndpoint:
+    """
+    A server endpoint that speaks sepgw's TLS (see L{server_connection_creator}) on top of
+    C{endpoint}; plaintext is never served on it.
+    """
+    return TLSServerEndpoint(endpoint, server_connection_creator(settings, allow), clock)
