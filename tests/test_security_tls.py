@@ -521,6 +521,31 @@ class RefusalTests(_TLSTestMixin, SynchronousTestCase):
         self.assertIn("hook failed", self.serverRefusal(events)["reason"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)  # type: ignore[attr-defined]
 
+    def test_peerClosesMidHandshake(self) -> None:
+        """
+        A peer that connects and closes before finishing the handshake is logged with its
+        address and nothing reaches the application.
+        """
+        app = RecordingProtocol()
+        factory = TLSMemoryBIOFactory(
+            server_connection_creator(evse_settings()),
+            False,
+            Factory.forProtocol(lambda: app),
+            Clock(),
+        )
+        proto = factory.buildProtocol(CLIENT_ADDRESS)
+        assert proto is not None
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        with capturedLogs() as captured:
+            proto.makeConnection(StringTransport(SERVER_ADDRESS, CLIENT_ADDRESS))
+            proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(app.received, [])
+        self.assertIsNotNone(app.lost)
+        event = self.serverRefusal(list(captured))
+        self.assertIn("closed", event["reason"])
+
     def test_plaintextHTTPRefused(self) -> None:
         """
         A plaintext HTTP request to the TLS port is never answered with HTTP: the
@@ -555,9 +580,21 @@ class CipherTests(_TLSTestMixin, SynchronousTestCase):
         """
         self.assertEqual(DEFAULT_CIPHERS, "ECDHE-ECDSA-AES128-CCM8")
         self.assertEqual(
-            effective_cipher_list(DEFAULT_CIPHERS), "ECDHE-ECDSA-AES128-CCM8:@SECLEVEL=0"
+            effective_cipher_list(DEFAULT_CIPHERS),
+            "ECDHE-ECDSA-AES128-CCM8:!aNULL:!eNULL:@SECLEVEL=0",
         )
-        self.assertEqual(effective_cipher_list("X:@SECLEVEL=1"), "X:@SECLEVEL=1")
+        self.assertEqual(effective_cipher_list("X:@SECLEVEL=1"), "X:@SECLEVEL=1:!aNULL:!eNULL")
+
+    def test_anonymousSuitesExcluded(self) -> None:
+        """
+        Even if a lab configures anonymous suites, they are removed: a server without a
+        certificate can never be accepted by the client.
+        """
+        settings = pev_settings(ciphers="ECDHE-ECDSA-AES128-CCM8:aNULL")
+        ctx = SSL.Context(SSL.TLS_METHOD)
+        ctx.set_cipher_list(effective_cipher_list(settings.ciphers).encode())
+        names = SSL.Connection(ctx, None).get_cipher_list()
+        self.assertFalse([n for n in names if "ADH" in n or "AECDH" in n], names)
 
     def test_defaultSecurityLevelCannotDoCCM8(self) -> None:
         """

@@ -93,11 +93,12 @@ class TLSConfigError(Exception):
 
 def effective_cipher_list(ciphers: str) -> str:
     """
-    The OpenSSL cipher string actually used for C{ciphers}: C{:@SECLEVEL=0} is appended
-    unless the string already sets a security level, because OpenSSL 3+ disables the
-    64-bit-tag CCM8 suites at the default level.
+    The OpenSSL cipher string actually used for C{ciphers}: anonymous and null-encryption
+    suites are always removed (a peer must authenticate with a certificate), and
+    C{:@SECLEVEL=0} is appended unless the string already sets a security level, because
+    OpenSSL 3+ disables the 64-bit-tag CCM8 suites at the default level.
     """
-    text = ciphers.strip()
+    text = f"{ciphers.strip()}:!aNULL:!eNULL"
     if "@SECLEVEL=" in text.upper():
         return text
     return f"{text}:@SECLEVEL=0"
@@ -302,6 +303,12 @@ class _SEPConnection(SSL.Connection):
         except SSL.Error as e:
             self.sepgw_state.creator._handshakeFailed(self, e)
             raise
+        if self.get_peer_certificate() is None:
+            # Cannot happen with the contexts built here (certificates are required and
+            # anonymous suites are excluded); refuse rather than run unauthenticated.
+            error = SSL.Error([("sepgw", "", "peer presented no certificate")])
+            self.sepgw_state.creator._handshakeFailed(self, error)
+            raise error
         self.sepgw_state.creator._handshakeSucceeded(self)
 
     def recv(self, bufsiz: int, flags: int | None = None) -> bytes:
