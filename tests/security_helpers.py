@@ -5,7 +5,9 @@ in memory (TLSMemoryBIOFactory over twisted.test.iosim, no sockets, no global re
 
 from __future__ import annotations
 
+import atexit
 import datetime
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,7 @@ def shared_pki() -> LabPKI:
     global _PKI
     if _PKI is None:
         base = Path(tempfile.mkdtemp(prefix="sepgw-test-pki-"))
+        atexit.register(shutil.rmtree, base, True)
         paths = pki.init_pki(base / "main", pev_serial=b"PEV-TEST-1", evse_serial=b"EVSE-TEST-1")
         other = pki.init_pki(base / "other")
         result = LabPKI(paths=paths, other=other, directory=base)
