@@ -18,6 +18,7 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) tools/conformance.py --check
+	$(PY) tools/config_reference.py --check
 	$(PY) -m twisted.trial -j2 tests
 
 demo: $(STAMP)

@@ -132,7 +132,7 @@ class Key(Field):
         label = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
                  "path": "path"}[self.kind]
         if self.choices:
-            label = " | ".join(repr(c) if isinstance(c, str) else str(c) for c in self.choices)
+            label = " or ".join(repr(c) if isinstance(c, str) else str(c) for c in self.choices)
         return f"array of {label}" if self.is_list else label
 
     def default_value(self, ctx: Context) -> Any:
