@@ -1,0 +1,1 @@
+"""The EVSE role: the 2030.5 server and its session logic."""
