@@ -7,7 +7,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from twisted.logger import Logger, LogLevel
+from twisted.logger import ILogObserver, Logger, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 
 from sepgw.interfaces import LinkPeer
@@ -36,7 +36,8 @@ def records(text: str) -> list[dict[str, Any]]:
 class JSONLinesTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.out = StringIO()
-        self.log = Logger(namespace="sepgw.test.ports", observer=JSONLinesObserver(self.out))
+        observer: ILogObserver = JSONLinesObserver(self.out)  # type: ignore[assignment]
+        self.log = Logger(namespace="sepgw.test.ports", observer=observer)
 
     def test_one_object_per_line(self) -> None:
         """Each event is written as exactly one JSON object on its own line, with the event's
