@@ -30,6 +30,7 @@ class SimulatedContactor:
         self.state = ContactorState.open
         self.allowed = False
         self._pending: Any = None
+        self._waiting: list[Deferred[ContactorState]] = []
         self.listeners: list[Any] = []
 
     def start(self) -> None:
@@ -49,22 +50,25 @@ class SimulatedContactor:
         if self.state is ContactorState.closed:
             return succeed(self.state)
         d: Deferred[ContactorState] = Deferred()
-
-        def confirm() -> None:
-            self._pending = None
-            if self.allowed:
-                self._set(ContactorState.closed)
-                d.callback(self.state)
-            else:
-                d.errback(ContactorRefused(f"{self._name}: closing was forbidden meanwhile"))
-
-        self._pending = self._clock.callLater(self._delay, confirm)
+        self._waiting.append(d)
+        if self._pending is None:
+            self._pending = self._clock.callLater(self._delay, self._confirm)
         return d
 
+    def _confirm(self) -> None:
+        self._pending = None
+        waiting, self._waiting = self._waiting, []
+        self._set(ContactorState.closed)
+        for d in waiting:
+            d.callback(self.state)
+
     def open(self) -> Deferred[ContactorState]:
-        if self._pending is not None and self._pending.active():
+        if self._pending is not None:
             self._pending.cancel()
             self._pending = None
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(ContactorRefused(f"{self._name}: close cancelled by an open"))
         if not self.stuck:
             self._set(ContactorState.open)
         return succeed(self.state)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 from sepgw.config import ConfigError, load
 from sepgw.config.loader import read_toml
@@ -36,15 +36,34 @@ def check_config(path: Path, role: str | None, out: TextIO, err: TextIO) -> int:
     except ConfigError as e:
         err.write(f"{e}\n")
         return 1
-    plugins = sum(1 for _ in _used_plugins(config.data))
-    out.write(f"{path}: valid {role.upper()} configuration ({plugins} plugin(s) configured)\n")
+    from twisted.internet.task import Clock
+
+    from sepgw.interfaces import BuildContext
+    from sepgw.service.components import ComponentError, build_component
+
+    plugins = _used_plugins(config.data)
+    failed = 0
+    for plugin in plugins:
+        # Build (never start) each component to check it provides its kind's interface.
+        try:
+            build_component(plugin, BuildContext(reactor=Clock(), name=plugin.path))
+        except ComponentError as e:
+            err.write(f"{e}\n")
+            failed += 1
+    for broken in config.registry.broken:
+        if broken.source.suffix == ".py":
+            err.write(f"warning: unusable plugin module {broken.source}: {broken.reason}\n")
+    if failed:
+        return 1
+    out.write(f"{path}: valid {role.upper()} configuration ({len(plugins)} plugin(s) "
+              "configured)\n")
     return 0
 
 
-def _used_plugins(node: object) -> list[object]:
+def _used_plugins(node: object) -> list[Any]:
     from sepgw.config import ResolvedPlugin
 
-    found: list[object] = []
+    found: list[Any] = []
     items = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
     for value in items:
         if isinstance(value, ResolvedPlugin):
@@ -92,6 +111,17 @@ def describe_options(section: Section, prefix: str = "") -> list[str]:
     return lines
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that prints to the streams main() was given."""
+
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+
+    def _print_message(self, message: str, file: object = None) -> None:
+        if message:
+            (self.err if file is sys.stderr else self.out).write(message)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     out = out or sys.stdout
@@ -101,8 +131,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
         from sepgw.security.pki_cli import main as pki_main
 
         return pki_main(argv[1:], stdout=out, stderr=err)
-    parser = argparse.ArgumentParser(prog="sepgw", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser_class = type("Parser", (_Parser,), {"out": out, "err": err})
+    parser = parser_class(prog="sepgw", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=parser_class)
     p = sub.add_parser("plugins", help="list discovered plugins")
     p.add_argument("--config", type=Path, help="also search this config's plugin_dirs")
     p.add_argument("--keys", action="store_true", help="show each plugin's config keys")

@@ -177,7 +177,10 @@ class IInverter(IComponent):
     """The PEV's onboard grid-support inverter."""
 
     def apply(controls: Mapping[str, Any]) -> None:
-        """Apply the controls and curves in effect (opMod name to value)."""
+        """Apply the controls and curves in effect, by 2030.5 opMod name, in plain units:
+        ``opModEnergize`` a bool, ``opModFixedW`` and ``opModMaxLimW`` in percent of the
+        PEV's setMaxW (float; for opModFixedW positive discharges, V2G-4.8.2-2), curves as
+        lists of (x, y) points in the units of their DERCurve type."""
 
     def reading() -> InverterReading:
         """The latest measurement and state of charge."""

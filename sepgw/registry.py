@@ -99,7 +99,7 @@ class PluginRegistry:
         # logging a traceback, and a configuration naming its plugin fails with the reason.
         for d in existing:
             for f in sorted(d.glob("*.py")):
-                if not f.stem.startswith("_") and f not in clashes:
+                if f.stem != "__init__" and f not in clashes:
                     self._import(f, existing)
         found = list(getPlugins(IPluginFactory, sepgw.dropins))
         owners = {id(obj): Path(mod.__file__ or "<unknown>")

@@ -244,10 +244,6 @@ class UsageTests(CLITestCase):
         _, _, err = self.run_cli("frobnicate")
         self.assertIn("usage: sepgw", err)
 
-    test_usage_written_to_given_err.todo = (  # type: ignore[attr-defined]
-        "sepgw/cli.py main() lets argparse print usage and errors to sys.stdout/sys.stderr "
-        "instead of the out/err it was given")
-
 
 class ConsoleScriptTests(SynchronousTestCase):
     def test_installed_entry_point(self) -> None:

@@ -161,9 +161,10 @@ class SimulatedContactorTests(SynchronousTestCase):
         """set_allowed(False) while a close is pending cancels it: the contactor never
         closes, and nothing is left scheduled on the clock."""
         self.contactor.set_allowed(True)
-        self.contactor.close()
+        d = self.contactor.close()
         self.clock.advance(0.2)
         self.contactor.set_allowed(False)
+        self.failureResultOf(d, ContactorRefused)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(10)
         self.assertEqual(self.contactor.state, ContactorState.open)
@@ -177,24 +178,17 @@ class SimulatedContactorTests(SynchronousTestCase):
         self.contactor.set_allowed(False)
         self.failureResultOf(d, ContactorRefused)
 
-    test_cancelled_close_deferred_fails.todo = (  # type: ignore[attr-defined]
-        "plugins/sim_contactor.py open() cancels the pending confirm call but never fires the "
-        "close() Deferred: the caller waits forever")
-
     def test_repeated_close_then_forbid_never_closes(self) -> None:
         """Two close() calls, then forbid and allow again: no earlier close request may
         close the contactor later by itself."""
         self.contactor.set_allowed(True)
-        self.contactor.close()
-        self.contactor.close()
+        first, second = self.contactor.close(), self.contactor.close()
         self.contactor.set_allowed(False)
+        self.failureResultOf(first, ContactorRefused)
+        self.failureResultOf(second, ContactorRefused)
         self.contactor.set_allowed(True)
         self.clock.advance(1)
         self.assertEqual(self.contactor.state, ContactorState.open)
-
-    test_repeated_close_then_forbid_never_closes.todo = (  # type: ignore[attr-defined]
-        "plugins/sim_contactor.py close() overwrites self._pending while a close is pending, "
-        "so open() cancels only the last timer; the first fires and closes once allowed again")
 
     def test_stop_forbids_and_opens(self) -> None:
         """stop() forbids closing and opens the contactor."""

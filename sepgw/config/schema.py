@@ -303,7 +303,7 @@ class PluginRef(Field):
         self.default = None if optional else REQUIRED
 
     def type_label(self) -> str:
-        return f"table selecting a {self.kind} plugin"
+        return f"table selecting {_a(self.kind)} plugin"
 
     def check(self, value: Any, path: str, ctx: Context) -> Any:
         if isinstance(value, str):
@@ -313,10 +313,15 @@ class PluginRef(Field):
             return None
         name = value.get("plugin")
         if not isinstance(name, str) or not name:
-            ctx.add(join(path, "plugin"), f"required name of a {self.kind} plugin is missing")
+            ctx.add(join(path, "plugin"), f"required name of {_a(self.kind)} plugin is missing")
             return None
         return {"plugin": name, "options": {k: v for k, v in value.items() if k != "plugin"},
                 "kind": self.kind, "path": path}
+
+
+def _a(word: str) -> str:
+    """``word`` with its indefinite article."""
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _unknown_key(key: str, known: Mapping[str, Any]) -> str:
