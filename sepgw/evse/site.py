@@ -9,14 +9,15 @@ quantities into the integers 2030.5 carries:
 * :func:`fixed` scales a value to a fixed resolution the schema names ("in hundredths of a
   second", "in thousandths of Hz"…).
 
-Decimal arithmetic on the shortest ``repr`` of a float is used, so ``91.7`` is exactly
-``917 × 10^-1`` and never ``91.7000000000000028…``.
+Decimal arithmetic on the shortest ``repr`` of a float, rounded to 12 significant digits, is
+used, so ``91.7`` is exactly ``917 × 10^-1`` (never ``91.7000000000000028…``) and float noise
+such as ``0.1 + 0.2`` is ``3 × 10^-1``.
 """
 
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any, Iterable, Mapping
 
 from sepgw.model import ActivePower, DERSettings, ReactivePower, VoltageRMS
@@ -38,6 +39,7 @@ element; ``[site]`` has no ramp-rate limit, and 0 is the schema's "no limit" (al
 in the profile's own site-limits example, Table 10)."""
 
 _POW10_MIN, _POW10_MAX = -128, 127  # PowerOfTenMultiplierType is an Int8
+_SIGNIFICANT = Context(prec=12, rounding=ROUND_HALF_EVEN)
 
 
 def _decimal(value: float | int) -> Decimal:
@@ -45,7 +47,11 @@ def _decimal(value: float | int) -> Decimal:
         raise TypeError(f"{value!r} is not a number")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
-    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
+    if isinstance(value, int):
+        return Decimal(value)
+    # 12 significant digits: far beyond any configured quantity, and drops binary noise
+    # such as 0.1 + 0.2 == 0.30000000000000004.
+    return _SIGNIFICANT.plus(Decimal(repr(value)))
 
 
 def power_of_ten(values: Iterable[float | int], bounds: tuple[int, int] = INT16,
