@@ -8,7 +8,7 @@ import importlib.resources
 import itertools
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from lxml import etree
 from twisted.trial import unittest
@@ -22,7 +22,7 @@ from sepgw.evse.site import INT16, INT32, UINT16, fixed, power_of_ten, site_der_
 from sepgw.model import (
     DateTimeInterval, DERControl, DERControlBase, DERControlList,
     DERCurve, DERCurveList, DERCurveType, DERSettings, DERUnitRefType, EventStatusCode, Link,
-    Model, ResponseRequired, parse, serialize,
+    Model, ResponseRequired, SubscribableType, parse, serialize,
 )
 from sepgw.model.paging import ListQuery, fill_list
 from tests.helpers import ETC, evse_config
@@ -62,6 +62,15 @@ def assert_schema_valid(case: unittest.TestCase, obj: Model) -> bytes:
         case.fail(f"not schema-valid: {xsd.error_log}\n{body.decode()}")
     case.assertEqual(parse(body, type(obj)), obj)
     return body
+
+
+T = TypeVar("T")
+
+
+def some(value: T | None) -> T:
+    """``value``, which must not be None (narrows optional model fields)."""
+    assert value is not None
+    return value
 
 
 def counter_mrids() -> Callable[[], bytes]:
@@ -215,11 +224,11 @@ class SiteSettingsTests(unittest.TestCase):
     def test_values(self) -> None:
         """Every limit is the configured value (multiplier 0 where the value fits)."""
         s = self.settings()
-        got = {name: (q.multiplier, q.value) for name, q in (
-            ("W", s.setMaxW), ("var", s.setMaxVar), ("varneg", s.setMaxVarNeg),
-            ("maxv", s.setMaxV), ("minv", s.setMinV), ("vref", s.setVRef),
-            ("chg", s.setMaxChargeRateW), ("dis", s.setMaxDischargeRateW),
-            ("ofs", s.setVRefOfs))}
+        quantities: dict[str, Any] = {
+            "W": s.setMaxW, "var": s.setMaxVar, "varneg": s.setMaxVarNeg, "maxv": s.setMaxV,
+            "minv": s.setMinV, "vref": s.setVRef, "chg": s.setMaxChargeRateW,
+            "dis": s.setMaxDischargeRateW, "ofs": s.setVRefOfs}
+        got = {name: (q.multiplier, q.value) for name, q in quantities.items()}
         self.assertEqual(got, {"W": (0, 7200), "var": (0, 3600), "varneg": (0, 3600),
                                "maxv": (0, 264), "minv": (0, 211), "vref": (0, 240),
                                "chg": (0, 7200), "dis": (0, 7200), "ofs": (0, 0)})
@@ -235,7 +244,8 @@ class SiteSettingsTests(unittest.TestCase):
     def test_vref_not_vnom(self) -> None:
         """V2G-4.9.5-1/-2: the nominal voltage is setVRef; setVNom is never included."""
         s = self.settings(v_ref=230.5, min_v=200.0, max_v=253.0)
-        self.assertEqual((s.setVRef.multiplier, s.setVRef.value), (-1, 2305))
+        vref = some(s.setVRef)
+        self.assertEqual((vref.multiplier, vref.value), (-1, 2305))
         self.assertIsNone(s.setVNom)
         self.assertNotIn(b"setVNom", assert_schema_valid(self, s))
 
@@ -298,9 +308,10 @@ class DERControlTests(unittest.TestCase):
                     "opModLVRTMomentaryCessation"]))
         for c in m.controls:
             assert_schema_valid(self, c)
-        for c in m.curves:
-            assert_schema_valid(self, c)
-        lst = fill_list(DERControlList(href="/edev/1/derp/1/derc", subscribable=1),
+        for curve in m.curves:
+            assert_schema_valid(self, curve)
+        lst = fill_list(DERControlList(href="/edev/1/derp/1/derc",
+                                       subscribable=SubscribableType.NON_CONDITIONAL),
                         m.controls, ListQuery(0, None, 100))
         self.assertEqual(lst.all, 9)
         assert_schema_valid(self, lst)
@@ -324,7 +335,7 @@ class DERControlTests(unittest.TestCase):
         """Constant Power Factor: opModFixedPFInjectW in thousandths, excitation true when
         absorbing reactive power (schema: true = under-excited)."""
         c, _ = self.control_of("constant_pf")
-        pf = c.DERControlBase.opModFixedPFInjectW
+        pf = some(c.DERControlBase.opModFixedPFInjectW)
         self.assertEqual((pf.displacement, pf.multiplier, pf.excitation), (950, -3, True))
         cfg = only("constant_pf")
         cfg["constant_pf"]["excitation"] = "inject"
@@ -334,7 +345,7 @@ class DERControlTests(unittest.TestCase):
     def test_constant_var(self) -> None:
         """Constant Var: opModFixedVar in hundredths of a percent of %statVarAvail."""
         c, _ = self.control_of("constant_var")
-        fv = c.DERControlBase.opModFixedVar
+        fv = some(c.DERControlBase.opModFixedVar)
         self.assertEqual((fv.refType, fv.value), (DERUnitRefType.STAT_VAR_AVAIL, -2550))
 
     def test_limit_active_power(self) -> None:
@@ -346,7 +357,7 @@ class DERControlTests(unittest.TestCase):
         """High and Low Frequency Droop: one opModFreqDroop, dead bands in thousandths of
         Hz, gains in thousandths, open-loop time in hundredths of a second."""
         c, _ = self.control_of("freq_droop")
-        d = c.DERControlBase.opModFreqDroop
+        d = some(c.DERControlBase.opModFreqDroop)
         self.assertEqual((d.dBOF, d.dBUF, d.kOF, d.kUF, d.openLoopTms), (36, 36, 50, 50, 500))
 
     def test_curve_controls_link_their_curve(self) -> None:
@@ -518,7 +529,7 @@ class UpdateTests(unittest.TestCase):
         self.assertEqual(new.interval.duration, DURATION_FOREVER)
         self.assertEqual(new.EventStatus.currentStatus, EventStatusCode.ACTIVE)
         (curve,) = changes.curves
-        self.assertEqual(new.DERControlBase.opModVoltWatt.href, curve.href)
+        self.assertEqual(some(new.DERControlBase.opModVoltWatt).href, curve.href)
         self.assertEqual([(p.xvalue, p.yvalue) for p in curve.CurveData],
                          [(10700, 10000), (11000, 0)])
         self.assertEqual(len(self.m.controls), 10)
@@ -541,7 +552,7 @@ class UpdateTests(unittest.TestCase):
         self.m.update(cfg, NOW + 10)
         starts = [c.interval.start for c in self.m.controls]
         self.assertEqual(starts, sorted(starts))
-        self.assertEqual(self.m.controls[-1].DERControlBase.opModFreqDroop.kOF, 40)
+        self.assertEqual(some(self.m.controls[-1].DERControlBase.opModFreqDroop).kOF, 40)
 
     def test_enabled_and_disabled(self) -> None:
         """A newly configured function gets a DERControl; a function no longer configured
@@ -672,8 +683,8 @@ class IdentityTests(unittest.TestCase):
         """Control and curve hrefs come from the injected functions, numbered from 1 in
         issue order."""
         m = Builder()(all_functions())
-        hrefs = sorted(int(c.href.rsplit("/", 1)[1]) for c in m.controls)
+        hrefs = sorted(int(some(c.href).rsplit("/", 1)[1]) for c in m.controls)
         self.assertEqual(hrefs, list(range(1, 11)))
         for c in m.controls:
-            self.assertTrue(c.href.startswith("/edev/1/derp/1/derc/"))
+            self.assertTrue(some(c.href).startswith("/edev/1/derp/1/derc/"))
 
