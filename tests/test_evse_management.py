@@ -219,7 +219,8 @@ class SiteSettingsTests(unittest.TestCase):
         self.assertIsNone(s.setMaxVA)
 
     def test_vref_not_vnom(self) -> None:
-        """V2G-4.9.5-1/-2: the nominal voltage is setVRef; setVNom is never included."""
+        """V2G-4.9.5-1, V2G-4.9.5-2: the nominal voltage is setVRef; setVNom is never
+        included."""
         s = self.settings(v_ref=230.5, min_v=200.0, max_v=253.0)
         vref = some(s.setVRef)
         self.assertEqual((vref.multiplier, vref.value), (-1, 2305))
@@ -253,9 +254,10 @@ class DERControlTests(unittest.TestCase):
         self.assertEqual(len(FUNCTIONS), len(TABLE_5_DERCONTROL))
 
     def test_every_function(self) -> None:
-        """V2G-4.6.3-4/-5/-6/-7/-8: each function's DERControl holds exactly one opMod, starts
-        now, lasts 4294967295 s, has responseRequired bits 0 and 1 set, replyTo the
-        session's ResponseList, and is active; every document is schema-valid."""
+        """V2G-4.6.3-4, V2G-4.6.3-5, V2G-4.6.3-6, V2G-4.6.3-7, V2G-4.6.3-8: each function's
+        DERControl holds exactly one opMod, starts now, lasts 4294967295 s, has
+        responseRequired bits 0 and 1 set, replyTo the session's ResponseList, and is
+        active; every document is schema-valid."""
         for f in FUNCTIONS:
             control, _ = self.control_of(f.key)
             self.assertEqual(list(opmods(control.DERControlBase)), [f.opmod], f.key)
@@ -441,8 +443,8 @@ class DefaultDERControlTests(unittest.TestCase):
         assert_schema_valid(self, d)
 
     def test_energize(self) -> None:
-        """V2G-4.5.3.5-7, V2G-4.6.4-2/-3: opModEnergize is false unless the EVSE authorizes
-        the PEV; the mRID does not change with it."""
+        """V2G-4.5.3.5-7, V2G-4.6.4-2, V2G-4.6.4-3: opModEnergize is false unless the EVSE
+        authorizes the PEV; the mRID does not change with it."""
         off = self.m.default_control()
         on = self.m.default_control(True)
         self.assertIs(off.DERControlBase.opModEnergize, False)
@@ -452,9 +454,9 @@ class DefaultDERControlTests(unittest.TestCase):
         self.assertIn(b"<opModEnergize>false</opModEnergize>", assert_schema_valid(self, off))
 
     def test_exclusive_placement(self) -> None:
-        """V2G-4.7.1-7/-8/-9, V2G-4.6.3-3: the DefaultDERControl carries no DERControl
-        function (only opModEnergize), and no DERControl carries opModEnergize or Enter
-        Service (DERControl has no setES elements at all)."""
+        """V2G-4.7.1-7, V2G-4.7.1-8, V2G-4.7.1-9, V2G-4.6.3-3: the DefaultDERControl
+        carries no DERControl function (only opModEnergize), and no DERControl carries
+        opModEnergize or Enter Service (DERControl has no setES elements at all)."""
         m = Builder()(all_functions())
         d = m.default_control(True)
         self.assertEqual(opmods(d.DERControlBase), {"opModEnergize": True})
