@@ -43,6 +43,13 @@ give an event replaced by one of the same program targeting exactly the same con
 no longer configured has its DERControl Cancelled (currentStatus 2) dated now, so the PEV
 disables it (V2G-4.9.1-2). Superseded and cancelled events are kept in the collection, as
 the rules require, for the rest of the PEV session (their scheduled period is 2^32 - 1 s).
+An update within the same second as the control it supersedes gives both the same start;
+the explicit Superseded status still tells the PEV which one to follow.
+
+The profile's examples (section 5) are informative and not always consistent with the
+schema: they show opModFreqDroop dead bands as absolute frequencies (dBOF 61000 or 6100),
+where the schema defines a dead band in thousandths of Hz (0.036 Hz → 36), and curve
+yRefType 1 for Volt-Var; the schema's definitions are followed here.
 """
 
 from __future__ import annotations
