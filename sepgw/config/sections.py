@@ -248,13 +248,13 @@ MANAGEMENT = Section(
             doc="High and Low Frequency Droop, DERControl opModFreqDroop (IEEE 1547 "
                 "defaults).",
         ),
-        "high_freq_trip": _curve_section("High Frequency Trip, DERControl opModHFRMustTrip.",
+        "high_freq_trip": _curve_section("High Frequency Trip, DERControl opModHFRTMustTrip.",
                                          "s", "Hz"),
-        "low_freq_trip": _curve_section("Low Frequency Trip, DERControl opModLFRMustTrip.",
+        "low_freq_trip": _curve_section("Low Frequency Trip, DERControl opModLFRTMustTrip.",
                                         "s", "Hz"),
-        "high_volt_trip": _curve_section("High Voltage Trip, DERControl opModHVRMustTrip.",
+        "high_volt_trip": _curve_section("High Voltage Trip, DERControl opModHVRTMustTrip.",
                                          "s", "% v_ref"),
-        "low_volt_trip": _curve_section("Low Voltage Trip, DERControl opModLVRMustTrip.",
+        "low_volt_trip": _curve_section("Low Voltage Trip, DERControl opModLVRTMustTrip.",
                                         "s", "% v_ref"),
         "high_volt_cessation": _curve_section(
             "High Voltage momentary cessation, DERControl opModHVRTMomentaryCessation "

@@ -11,11 +11,12 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.logger import Logger
-from twisted.web.resource import Resource
-from twisted.web.server import Site
 from zope.interface import implementer
 
 from sepgw.config import Config
+from sepgw.evse.http import EVSEHTTPServer
+from sepgw.evse.notify import Notifier, https_agent_factory
+from sepgw.evse.tree import EVSEResources
 from sepgw.interfaces import IContactor, ILinkListener, IMeterListener, LinkPeer, MeterSample
 from sepgw.security.tls import server_connection_creator
 from sepgw.service.common import (
@@ -39,9 +40,10 @@ class PortService(OrderedMultiService):
     log = Logger()
 
     def __init__(self, index: int, settings: dict[str, Any], contactor: Any, meter: Any,
-                 transport: Any) -> None:
+                 transport: Any, resources: EVSEResources | None = None) -> None:
         super().__init__()
         self.index = index
+        self.resources = resources
         self.setName(settings["name"])
         self.contactor = IContactor(contactor)
         self.meter = meter
@@ -71,6 +73,8 @@ class PortService(OrderedMultiService):
     def link_down(self, reason: str) -> None:
         self.peer = None
         self.contactor.set_allowed(False)
+        if self.resources is not None:
+            self.resources.detach(self.index, f"link down: {reason}")
         self.log.info("{port}: link down ({reason}); contactor open", port=self.name,
                       reason=reason)
 
@@ -88,10 +92,19 @@ class EVSEGateway(RoleService):
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor: Any, site_root: Resource | None = None) -> None:
+    def __init__(self, config: Config, reactor: Any) -> None:
         super().__init__(config, reactor)
         self.setName("sepgw")
         self.tls = tls_settings(config)
+        server = config["server"]
+        host = server["addresses"][0]
+        shown = f"[{host}]" if ":" in host else host
+        self.notifier = Notifier(https_agent_factory(reactor, self.tls), reactor,
+                                 server_url=f"https://{shown}:{server['port']}")
+        self.resources = EVSEResources(
+            server=server, site=config["site"], management=config["management"],
+            ports=[p["name"] for p in config["ports"]], clock=reactor,
+            notifier=self.notifier)
         self.ports: list[PortService] = []
         for key in ("uplink", "policy"):
             if config[key] is not None:
@@ -100,14 +113,17 @@ class EVSEGateway(RoleService):
             where = f"ports[{i}]"
             parts = {role: self.component(port[role], f"{where}.{role}")
                      for role in ("contactor", "meter", "transport")}
-            service = PortService(i, port, **parts)
+            service = PortService(i, port, resources=self.resources, **parts)
             service.setServiceParent(self)
             self.ports.append(service)
-        server = config["server"]
+        self.http = EVSEHTTPServer(self.resources, max_body=server["max_body_bytes"])
         self.https = HTTPSService(reactor, server["addresses"], server["port"],
-                                  server_connection_creator(self.tls),
-                                  Site(site_root if site_root is not None else Resource()))
+                                  server_connection_creator(self.tls), self.http.site())
         self.https.setServiceParent(self)
+
+    def stopService(self) -> Any:
+        self.notifier.stop()
+        return super().stopService()
 
     def _serving(self, _: Any) -> None:
         server = self.config["server"]

@@ -1,0 +1,151 @@
+"""The EVSE's 2030.5 server over HTTP(S): Klein in front of :class:`EVSEResources`.
+
+One catch-all Klein route hands every request to the resource tree, whose URI table is an
+exact-match dictionary (the URIs are fixed per session, V2G-4.1.2-1). Errors are mapped in
+one place: a client mistake gets its 4xx status and a one-line reason in a text/plain body,
+and nothing is changed; a server fault gets 500 and a logged traceback.
+
+Bodies larger than ``max_body`` are refused with 413 while they arrive, without buffering
+them (see :class:`LimitedRequest`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request, Site
+
+from sepgw.evse.tree import EVSEResources, HTTPError
+from sepgw.model import MEDIA_TYPE, ModelError, parse, serialize
+from sepgw.model.paging import parse_query
+from sepgw.security.identity import PeerIdentity, peer_identity
+
+_MEDIA = MEDIA_TYPE.encode("ascii")
+_METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"]
+
+
+class LimitedRequest(Request):
+    """A Request that stops buffering a body larger than the site's ``max_body``."""
+
+    too_large = False
+
+    def gotLength(self, length: int | None) -> None:
+        limit = getattr(self.channel.site, "max_body", None)
+        if limit is not None and length is not None and length > limit:
+            self.too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        limit = getattr(self.channel.site, "max_body", None)
+        if limit is not None and self.content.tell() + len(data) > limit:
+            self.too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+
+class EVSEHTTPServer:
+    """The Klein application of the EVSE's 2030.5 server."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, resources: EVSEResources, *, max_body: int = 65536,
+                 identify: Callable[[Any], PeerIdentity | None] = peer_identity) -> None:
+        self.resources = resources
+        self.max_body = max_body
+        self._identify = identify
+
+    def site(self) -> Site:
+        """A twisted.web Site serving this app, with body limits and no access log."""
+        site = Site(self.app.resource())
+        site.requestFactory = LimitedRequest
+        site.max_body = self.max_body  # type: ignore[attr-defined]
+        site.log = lambda request: None  # type: ignore[method-assign]
+        site.noisy = False
+        return site
+
+    @app.route("/", branch=True, methods=_METHODS)
+    def dispatch(self, request: IRequest) -> bytes:
+        method = request.method.decode("ascii", "replace")
+        path = request.path.decode("utf-8", "replace")
+        try:
+            return self._handle(request, method, path)
+        except HTTPError as e:
+            return self._error(request, e)
+        except Exception:
+            self.log.failure("{method} {path} failed", method=method, path=path)
+            return self._error(request, HTTPError(500, "internal error"))
+
+    def _handle(self, request: IRequest, method: str, path: str) -> bytes:
+        if getattr(request, "too_large", False):
+            raise HTTPError(413, f"request body larger than {self.max_body} bytes")
+        identity = self._identify(request)
+        if identity is None:
+            raise HTTPError(403, "no client certificate identity")
+        tree = self.resources
+        if tree.session_for(identity) is None:
+            tree.attach(identity)
+        if method == "GET":
+            try:
+                query = parse_query(request.args, max_limit=100)
+            except ModelError as e:
+                raise HTTPError(400, str(e))
+            return self._document(request, tree.get(path, query, identity))
+        if method in ("PUT", "POST"):
+            types = tree.body_type(path, method)
+            body = self._body(request, types)
+            if method == "PUT":
+                tree.put(path, body, identity)
+                request.setResponseCode(204)
+                return b""
+            created = tree.post(path, body, identity)
+            request.setResponseCode(201 if created.new else 204)
+            request.setHeader(b"Location", created.location.encode("utf-8"))
+            return b""
+        if method == "DELETE":
+            tree.delete(path, identity)
+            request.setResponseCode(204)
+            return b""
+        raise HTTPError(405, f"{method} is not supported", allow=tree.route(path).methods)
+
+    def _body(self, request: IRequest, types: tuple[type, ...]) -> Any:
+        ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
+        if ctype != _MEDIA:
+            shown = ctype.decode("ascii", "replace") or "none"
+            raise HTTPError(415, f"Content-Type must be {MEDIA_TYPE}, got {shown}")
+        data = request.content.read(self.max_body + 1)
+        if len(data) > self.max_body:
+            raise HTTPError(413, f"request body larger than {self.max_body} bytes")
+        try:
+            body = parse(data, None, max_size=self.max_body)
+        except ModelError as e:
+            raise HTTPError(400, str(e))
+        if not isinstance(body, types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise HTTPError(400, f"expected {wanted}, got {type(body).__name__}")
+        return body
+
+    @staticmethod
+    def _document(request: IRequest, obj: Any) -> bytes:
+        request.setHeader(b"Content-Type", _MEDIA)
+        return serialize(obj)
+
+    def _error(self, request: IRequest, error: HTTPError) -> bytes:
+        request.setResponseCode(error.code)
+        if error.allow:
+            request.setHeader(b"Allow", ", ".join(error.allow).encode("ascii"))
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        if error.code < 500:
+            self.log.info("{method} {path}: {code} {reason}",
+                          method=request.method.decode("ascii", "replace"),
+                          path=request.path.decode("utf-8", "replace"), code=error.code,
+                          reason=error.reason)
+        return (error.reason + "\n").encode("utf-8")
