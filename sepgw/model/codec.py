@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, TypeVar, overload
 
 from lxml import etree
 
+from . import _fast
 from .errors import ModelError, _Bad
 
 
@@ -117,7 +118,7 @@ class ClassSpec:
     """Everything the codec needs to know about one model class."""
 
     __slots__ = ("cls", "tag", "attrs", "elems", "by_tag", "attr_map", "required_elems",
-                 "required_attrs", "bounded", "lenient_by_tag", "root_head")
+                 "required_attrs", "bounded", "lenient_by_tag", "root_head", "root_close")
 
     def __init__(self, cls: type[Model], tag: str, attrs: list[FieldSpec],
                  elems: list[FieldSpec]) -> None:
@@ -131,6 +132,7 @@ class ClassSpec:
         self.required_attrs = [f for f in attrs if f.required]
         self.bounded = [f for f in elems if f.many and f.max is not None]
         self.root_head = f'<{tag} xmlns="{NS}"'
+        self.root_close = f"</{tag}>"
         self.lenient_by_tag = dict(self.by_tag)
         for wrong, right in _LENIENT_ALIASES.items():
             target = next((f for f in elems if f.xml == right), None)
@@ -498,6 +500,13 @@ def _parse(data: bytes | str, expected: type[M] | None, lenient: bool, max_size:
                          + (f" (expected {expected._sep_spec.tag})" if expected else ""))
     if expected is not None and not issubclass(cls, expected):
         raise ModelError(name, f"expected a {expected._sep_spec.tag} document, got {name}")
+    if not lenient:
+        try:
+            return _fast.decoder(cls)(root, 1, max_depth), []
+        except Exception:
+            # The generated fast path met something it does not vouch for: the generic
+            # decoder decides, and raises the path-qualified ModelError.
+            pass
     ctx = _Ctx(lenient, max_depth)
     obj = _decode(cls._sep_spec, root, name, ctx, 1)
     return obj, ctx.deviations
@@ -584,5 +593,14 @@ def serialize(obj: Model, *, xml_declaration: bool = False) -> bytes:
     if spec is None or _REGISTRY.get(spec.tag) is not cls:
         raise TypeError(f"{cls.__name__} is not a registered IEEE 2030.5 resource")
     out: list[str] = [_XML_DECL] if xml_declaration else []
-    _encode(spec, obj, out, spec.root_head, f"</{spec.tag}>", spec.tag)
+    append = out.append
+    append(spec.root_head)
+    try:
+        if _fast.encoder(cls)(obj, append):
+            append(spec.root_close)
+    except Exception:
+        # The generated fast path met something it does not vouch for: the generic encoder
+        # decides, and raises the path-qualified ModelError if the object is invalid.
+        out = [_XML_DECL] if xml_declaration else []
+        _encode(spec, obj, out, spec.root_head, spec.root_close, spec.tag)
     return "".join(out).encode("utf-8")
