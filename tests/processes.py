@@ -32,8 +32,11 @@ class Process:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.args = args
         self.popen = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                      stderr=subprocess.STDOUT, bufsize=0)
         self.lines: list[str] = []
+        self._pending: list[str] = []
+        self._partial = b""
+        self._eof = False
         self._selector = selectors.DefaultSelector()
         assert self.popen.stdout is not None
         self._selector.register(self.popen.stdout, selectors.EVENT_READ)
@@ -47,12 +50,28 @@ class Process:
         return "".join(self.lines)
 
     def _read_line(self, timeout: float) -> str | None:
+        """The next line; "" at end of output; None if none came within ``timeout``.
+
+        Reads the pipe's file descriptor directly (no buffered reader), so that lines that
+        arrived together are never hidden from the selector in a buffer."""
         assert self.popen.stdout is not None
-        if not self._selector.select(timeout):
-            return None
-        line = self.popen.stdout.readline()
-        if line:
-            self.lines.append(line)
+        deadline = time.monotonic() + timeout
+        while not self._pending:
+            if self._eof:
+                return ""
+            if not self._selector.select(max(0.0, deadline - time.monotonic())):
+                return None
+            chunk = os.read(self.popen.stdout.fileno(), 65536)
+            if not chunk:
+                self._eof = True
+                if self._partial:
+                    self._pending.append(self._partial.decode("utf-8", "replace"))
+                    self._partial = b""
+                continue
+            *complete, self._partial = (self._partial + chunk).split(b"\n")
+            self._pending += [c.decode("utf-8", "replace") + "\n" for c in complete]
+        line = self._pending.pop(0)
+        self.lines.append(line)
         return line
 
     def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
