@@ -420,3 +420,81 @@ class ErrorTests(SynchronousTestCase):
         self.f.resources.detach(0, "link down")
         self.assertEqual(self.f.call("GET", "/edev?l=5", client="pev2")[0], 200)
         self.assertEqual(self.f.call("GET", f"{edev}/di", client="pev2")[0], 404)
+
+
+class Receiver:
+    """A PEV's notification endpoint: records every Notification POSTed to it."""
+
+    def __init__(self) -> None:
+        from twisted.web.resource import Resource
+
+        received = self.received = []
+
+        class Endpoint(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Any) -> bytes:
+                received.append(parse(request.content.read()))
+                request.setResponseCode(201)
+                return b""
+
+        self.resource = Endpoint()
+
+
+class NotificationTests(SynchronousTestCase):
+    """Changes reach subscribers as Notifications (Subscription/Notification, 4.1.4)."""
+
+    def setUp(self) -> None:
+        from treq.testing import RequestTraversalAgent
+
+        from sepgw.evse.notify import Notifier
+
+        self.receiver = Receiver()
+        self.agent = RequestTraversalAgent(self.receiver.resource)
+        self.f = ServerFixture()
+        self.f.resources.notifier = Notifier(lambda lfdi: self.agent, self.f.clock,
+                                             server_url=BASE)
+        self.report = self.f.run_script()
+
+    def flush(self) -> None:
+        self.agent.flush()
+
+    def test_energize_change_notified(self) -> None:
+        """Granting the authorization notifies the DefaultDERControl subscriber with
+        opModEnergize true. V2G-4.1.4-1 V2G-4.1.4-2 V2G-4.6.4-2"""
+        self.f.resources.set_energize(self.f.resources.sessions[0], True)
+        self.flush()
+        [note] = [n for n in self.receiver.received
+                  if n.subscribedResource == self.report.hrefs["dderc"]]
+        self.assertIsInstance(note.Resource, DefaultDERControl)
+        self.assertIs(note.Resource.DERControlBase.opModEnergize, True)
+        self.assertTrue(note.subscriptionURI.startswith(BASE))
+
+    def test_changed_management_supersedes_and_notifies(self) -> None:
+        """A management function changed during the session becomes a new DERControl
+        superseding the old one, and DERControlList subscribers are told. V2G-4.7.1-3"""
+        management = copy.deepcopy(self.f.config["management"])
+        management["volt_watt"]["points"] = [(105.0, 100.0), (109.0, 10.0)]
+        before = {bytes(c.mRID) for c in self.report.controls}
+        self.f.clock.advance(60)
+        self.f.resources.update_management(management)
+        self.flush()
+        notes = [n for n in self.receiver.received
+                 if n.subscribedResource == self.report.hrefs["derc"]]
+        self.assertEqual(len(notes), 1)
+        listing = parse(self.f.call("GET", self.report.hrefs["derc"] + "?l=50")[2],
+                        DERControlList)
+        new = [c for c in listing.DERControl if bytes(c.mRID) not in before]
+        self.assertEqual(len(new), 1)
+        self.assertIsNotNone(new[0].DERControlBase.opModVoltWatt)
+        self.assertEqual(new[0].interval.start, T0 + 60)
+        old = [c for c in listing.DERControl
+               if c.DERControlBase.opModVoltWatt is not None and c is not new[0]]
+        self.assertEqual([int(c.EventStatus.currentStatus) for c in old], [4])
+
+    def test_session_end_cancels_subscriptions(self) -> None:
+        """When the session ends, each subscriber gets a cancellation Notification."""
+        self.f.resources.detach(0, "link down")
+        self.flush()
+        statuses = sorted(int(n.status) for n in self.receiver.received)
+        self.assertEqual(statuses, [1, 1, 1, 1])
