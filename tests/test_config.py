@@ -28,7 +28,8 @@ class DefaultConfigTests(SynchronousTestCase):
                          (ETC.parent / "run" / "pki" / "evse.pem").resolve())
 
     def test_defaults_filled_in(self) -> None:
-        """Keys left out get their documented defaults (postRate 15 s, V2G-4.7.2-9)."""
+        """Keys left out get their documented defaults: postRate and pollRate 15 s.
+        V2G-4.7.2-9 V2G-4.7.2-14"""
         config = load(evse_config(Path(self.mktemp())), "evse")
         self.assertEqual(config["server"]["post_rate"], 15)
         self.assertEqual(config["server"]["poll_rate"], 15)

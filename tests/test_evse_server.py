@@ -56,14 +56,14 @@ def identities() -> dict[str, PeerIdentity]:
 class ServerFixture:
     """The EVSE server app on a fake clock, with two ports."""
 
-    def __init__(self, ports: int = 2) -> None:
+    def __init__(self, ports: int = 2, **server: Any) -> None:
         config = load(ETC / "sepgw.toml", "evse")
         self.config = config
         self.clock = Clock()
         self.clock.advance(T0)
         counter = iter(range(1, 1_000_000))
         self.resources = EVSEResources(
-            server=config["server"], site=config["site"], management=config["management"],
+            server=dict(config["server"], **server), site=config["site"], management=config["management"],
             ports=[f"port{i + 1}" for i in range(ports)], clock=self.clock,
             mrid=lambda: next(counter).to_bytes(16, "big"))
         self.ids = identities()
@@ -190,6 +190,43 @@ class SequenceTests(SynchronousTestCase):
         code, _, _ = self.f.call("PUT", self.report.hrefs["dstat"],
                                  script.der_status(T0, 0), client="pev2")
         self.assertEqual(code, 403)
+
+    def test_function_set_structure(self) -> None:
+        """The EndDevice's DERList holds one DER linking DERCapability, DERSettings,
+        DERAvailability and DERStatus; its FunctionSetAssignmentsList holds one FSA with a
+        TimeLink and a DERProgramListLink; the DERProgramList holds a DERProgram with
+        DefaultDERControl and DERControlList links; SelfDevice has its DER.
+        V2G-4.1.1-8 V2G-4.1.1-16 V2G-4.1.1-20 V2G-4.5.1-1 V2G-4.5.3-1 V2G-4.5.3.4-1
+        V2G-4.5.3.5-1 V2G-4.5.3.5-2 V2G-4.5.3.5-4 V2G-4.5.3.5-5 V2G-4.5.3.5-6 V2G-4.5.3.5-9"""
+        from sepgw.model import DERList, FunctionSetAssignmentsList
+
+        edev = self.report.hrefs["edev"]
+        ders = parse(self.f.call("GET", f"{edev}/der?l=5")[2], DERList)
+        self.assertEqual(ders.all, 1)
+        der = ders.DER[0]
+        for link in ("DERCapabilityLink", "DERSettingsLink", "DERAvailabilityLink",
+                     "DERStatusLink"):
+            self.assertIsNotNone(getattr(der, link), link)
+        fsas = parse(self.f.call("GET", f"{edev}/fsa?l=5")[2], FunctionSetAssignmentsList)
+        self.assertEqual(fsas.all, 1)
+        fsa = fsas.FunctionSetAssignments[0]
+        self.assertIsNotNone(fsa.TimeLink)
+        programs = parse(self.f.call("GET", fsa.DERProgramListLink.href + "?l=5")[2],
+                         DERProgramList)
+        self.assertEqual(programs.all, 1)
+        program = programs.DERProgram[0]
+        self.assertIsNotNone(program.DefaultDERControlLink)
+        self.assertIsNotNone(program.DERControlListLink)
+        sdev_ders = parse(self.f.call("GET", "/sdev/der?l=5")[2], DERList)
+        self.assertIsNotNone(sdev_ders.DER[0].DERSettingsLink)
+
+    def test_poll_rate_as_fast_as_one_second(self) -> None:
+        """The EVSE can set pollRates to 1 s (server.poll_rate = 1). V2G-4.1.4-5"""
+        fixture = ServerFixture(poll_rate=1)
+        fixture.run_script()
+        for href in ("/edev?l=1", "/mup?l=1", "/dcap"):
+            doc = parse(fixture.call("GET", href)[2])
+            self.assertEqual(doc.pollRate, 1, href)
 
     def test_site_limits(self) -> None:
         """SelfDevice DERSettings carries the configured site limits: setMaxW, setVRef and
