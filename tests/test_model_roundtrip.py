@@ -326,3 +326,47 @@ def _make_property_test(name: str) -> Any:
 
 for _name in _PROPERTY_TYPES:
     setattr(PropertyTests, f"test_property_{_name}", _make_property_test(_name))
+
+
+class FastPathAgreementTests(SynchronousTestCase):
+    """The generated fast encoder/decoder (sepgw/model/_fast.py) agree exactly with the
+    generic codec that defines the behaviour."""
+
+
+def _generic_serialize(obj: Model) -> bytes:
+    from sepgw.model.codec import _encode
+    spec = type(obj)._sep_spec
+    out: list[str] = []
+    _encode(spec, obj, out, spec.root_head, spec.root_close, spec.tag)
+    return "".join(out).encode()
+
+
+def _generic_parse(data: bytes) -> Any:
+    from sepgw.model.codec import _PARSER, _Ctx, _decode, registry as reg
+    root = etree.fromstring(data, _PARSER)
+    cls = reg()[etree.QName(root).localname]
+    return _decode(cls._sep_spec, root, cls._sep_spec.tag, _Ctx(False, 16), 1)
+
+
+def _make_agreement_test(name: str) -> Any:
+    cls = registry()[name]
+
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(model_strategy(cls))
+    def test(self: FastPathAgreementTests, obj: Any) -> None:
+        from sepgw.model import _fast
+        from sepgw.model.codec import _PARSER
+        generic = _generic_serialize(obj)
+        self.assertEqual(serialize(obj), generic)
+        fast = _fast.decoder(cls)(etree.fromstring(generic, _PARSER), 1, 16)
+        self.assertEqual(fast, _generic_parse(generic))
+    test.__doc__ = (f"For generated {name} objects the fast encoder writes the generic "
+                    f"encoder's bytes and the fast decoder (without falling back) reads "
+                    f"what the generic decoder reads.")
+    return test
+
+
+for _name in ["DERControlList", "DERSettings", "MirrorMeterReading", "DERStatus",
+              "EndDeviceList", "DERCapability"]:
+    setattr(FastPathAgreementTests, f"test_agree_{_name}", _make_agreement_test(_name))

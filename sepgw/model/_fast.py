@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .types import (
     BoolCodec, EnumCodec, FlagCodec, HexBytesCodec, IntCodec, OpenEnumCodec, StringCodec,
+    UriCodec,
 )
 
 _ESC_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
@@ -81,7 +82,18 @@ def _leaf_code(lines: list[str], ns: dict[str, Any], var: str, codec: Any, open_
             f"{indent}    a(O{k} + E{k}({var}) + C{k})",
         ]
     elif isinstance(codec, StringCodec):
-        lines += [f"{indent}a(O{k} + E{k}({var}).translate(ESC_TEXT) + C{k})"]
+        # Printable ASCII is always valid XML; only the markup characters need escaping.
+        limit = f" and len({var}) <= {codec.max_len}" if codec.max_len is not None else ""
+        strip = (f" and {var}[:1] != ' ' and {var}[-1:] != ' '"
+                 if isinstance(codec, UriCodec) else "")
+        lines += [
+            f"{indent}if {var}.__class__ is str{limit}{strip} and {var}.isascii() and "
+            f"{var}.isprintable():",
+            f"{indent}    a(O{k} + ({var} if '&' not in {var} and '<' not in {var} and '>' not in "
+            f"{var} else {var}.translate(ESC_TEXT)) + C{k})",
+            f"{indent}else:",
+            f"{indent}    a(O{k} + E{k}({var}).translate(ESC_TEXT) + C{k})",
+        ]
     else:  # pragma: no cover - every codec kind is handled above
         lines += [f"{indent}a(O{k} + E{k}({var}) + C{k})"]
 
@@ -91,6 +103,7 @@ def _generate(cls: type) -> Callable[[Any, Any], None]:
 
     spec = cls._sep_spec  # type: ignore[attr-defined]
     ns: dict[str, Any] = {"ESC_TEXT": _ESC_TEXT, "ESC_ATTR": _ESC_ATTR, "int_repr": int.__repr__,
+                          "QUOTE": '"',
                           "encoder": encoder, "registry": registry, "Missing": _Missing}
     lines = ["def enc(obj, a):"]
     for i, f in enumerate(spec.attrs):
@@ -104,7 +117,16 @@ def _generate(cls: type) -> Callable[[Any, Any], None]:
         else:
             lines.append("    if v is not None:")
             ind = "        "
-        if f.escape:
+        if isinstance(f.codec, UriCodec):
+            lines += [
+                f"{ind}if v.__class__ is str and v[:1] != ' ' and v[-1:] != ' ' and "
+                "v.isascii() and v.isprintable() and '&' not in v and '<' not in v and "
+                "'>' not in v and QUOTE not in v:",
+                f"{ind}    a(P{k} + v + QUOTE)",
+                f"{ind}else:",
+                f"{ind}    a(P{k} + E{k}(v).translate(ESC_ATTR) + QUOTE)",
+            ]
+        elif f.escape:
             lines.append(f"{ind}a(P{k} + E{k}(v).translate(ESC_ATTR) + '\"')")
         else:
             lines.append(f"{ind}a(P{k} + E{k}(v) + '\"')")
@@ -206,6 +228,23 @@ def _leaf_decode_code(lines: list[str], ns: dict[str, Any], codec: Any, k: str,
     elif isinstance(codec, BoolCodec):
         lines += [f"{ind}v = BOOLS.get(x)",
                   f"{ind}if v is None: v = D{k}(x)"]
+    elif isinstance(codec, HexBytesCodec):
+        # bytes.fromhex skips whitespace between pairs, so only accept the canonical form
+        # here: alphanumeric ASCII (fromhex rejects non-hex letters), right length.
+        n = codec.max_len * 2
+        test = f"len(x) == {n}" if codec.exact else f"len(x) <= {n}"
+        lines += [f"{ind}if x.__class__ is str and {test} and x.isalnum() and x.isascii():",
+                  f"{ind}    v = fromhex(x)",
+                  f"{ind}else:",
+                  f"{ind}    v = D{k}(x)"]
+    elif isinstance(codec, FlagCodec):
+        n = codec.nbytes * 2
+        ns[f"K{k}"] = codec.flag if codec.flag is not None else int
+        lines += [f"{ind}if x.__class__ is str and 0 < len(x) <= {n} and not len(x) & 1 and "
+                  f"x.isalnum() and x.isascii():",
+                  f"{ind}    v = K{k}(int.from_bytes(fromhex(x), 'big'))",
+                  f"{ind}else:",
+                  f"{ind}    v = D{k}(x)"]
     else:
         lines += [f"{ind}v = D{k}(x)"]
 
@@ -215,18 +254,18 @@ def _generate_decoder(cls: type) -> Callable[..., Any]:
 
     spec = cls._sep_spec  # type: ignore[attr-defined]
     ns: dict[str, Any] = {"Fallback": Fallback, "CLS": cls, "decoder": decoder,
+                          "fromhex": bytes.fromhex,
                           "BOOLS": {"true": True, "false": False, "1": True, "0": False}}
     lines = ["def dec(el, depth, maxd):",
              "    if depth > maxd: raise Fallback"]
-    for f in spec.attrs + spec.elems:
-        lines.append(f"    f_{f.name} = None")
+    lines.append("    kw = {}")
     if spec.attrs:
         lines.append("    for k, x in el.items():")
         for i, f in enumerate(spec.attrs):
             k = f"a{i}"
             lines.append(f"        {'if' if i == 0 else 'elif'} k == {f.xml!r}:")
             _leaf_decode_code(lines, ns, f.codec, k, "            ")
-            lines.append(f"            f_{f.name} = v")
+            lines.append(f"            kw[{f.name!r}] = v")
         lines.append("        else: raise Fallback")
     else:
         lines.append("    if el.attrib: raise Fallback")
@@ -257,10 +296,11 @@ def _generate_decoder(cls: type) -> Callable[..., Any]:
                 lines.append(f"{ind}raise Fallback")  # xsi:typed: generic decoder
                 return
             if f.many:
-                lines.extend([f"{ind}if f_{f.name} is None: f_{f.name} = [v]",
-                              f"{ind}else: f_{f.name}.append(v)"])
+                lines.extend([f"{ind}w = kw.get({f.name!r})",
+                              f"{ind}if w is None: kw[{f.name!r}] = [v]",
+                              f"{ind}else: w.append(v)"])
             else:
-                lines.append(f"{ind}f_{f.name} = v")
+                lines.append(f"{ind}kw[{f.name!r}] = v")
 
         def tree(lo: int, hi: int, ind: str) -> None:
             if lo == hi:
@@ -273,20 +313,14 @@ def _generate_decoder(cls: type) -> Callable[..., Any]:
             tree(mid, hi, ind + "    ")
 
         tree(0, len(spec.elems) - 1, "        ")
-    args = []
     for f in spec.attrs + spec.elems:
         if f.required or (f.many and f.min):
-            lines.append(f"    if f_{f.name} is None: raise Fallback")
-        if f.many:
-            if f.max is not None:
-                lines.append(f"    if f_{f.name} is not None and len(f_{f.name}) > {f.max}:"
-                             f" raise Fallback")
-            if f.min > 1:
-                lines.append(f"    if len(f_{f.name}) < {f.min}: raise Fallback")
-            args.append(f"{f.name}=f_{f.name} if f_{f.name} is not None else []")
-        else:
-            args.append(f"{f.name}=f_{f.name}")
-    lines.append(f"    return CLS({', '.join(args)})")
+            lines.append(f"    if {f.name!r} not in kw: raise Fallback")
+        if f.many and f.max is not None:
+            lines.append(f"    if len(kw.get({f.name!r}, ())) > {f.max}: raise Fallback")
+        if f.many and f.min > 1:
+            lines.append(f"    if len(kw[{f.name!r}]) < {f.min}: raise Fallback")
+    lines.append("    return CLS(**kw)")
     src = "\n".join(lines)
     exec(compile(src, f"<sepgw.model decoder {spec.tag}>", "exec"), ns)
     return ns["dec"]  # type: ignore[no-any-return]
