@@ -240,11 +240,16 @@ def _leaf_decode_code(lines: list[str], ns: dict[str, Any], codec: Any, k: str,
     elif isinstance(codec, FlagCodec):
         n = codec.nbytes * 2
         ns[f"K{k}"] = codec.flag if codec.flag is not None else int
-        lines += [f"{ind}if x.__class__ is str and 0 < len(x) <= {n} and not len(x) & 1 and "
+        # Flag values seen before come from a small cache (IntFlag construction is slow).
+        ns[f"Z{k}"] = {}
+        lines += [f"{ind}v = Z{k}.get(x)",
+                  f"{ind}if v is None:",
+                  f"{ind}    if x.__class__ is str and 0 < len(x) <= {n} and not len(x) & 1 and "
                   f"x.isalnum() and x.isascii():",
-                  f"{ind}    v = K{k}(int.from_bytes(fromhex(x), 'big'))",
-                  f"{ind}else:",
-                  f"{ind}    v = D{k}(x)"]
+                  f"{ind}        v = K{k}(int.from_bytes(fromhex(x), 'big'))",
+                  f"{ind}        if len(Z{k}) < 64: Z{k}[x] = v",
+                  f"{ind}    else:",
+                  f"{ind}        v = D{k}(x)"]
     else:
         lines += [f"{ind}v = D{k}(x)"]
 
@@ -290,8 +295,8 @@ def _generate_decoder(cls: type) -> Callable[..., Any]:
                 lines.append(f"{ind}x = c.text")
                 _leaf_decode_code(lines, ns, f.codec, k, ind)
             elif f.kind == _CHILD:
-                ns[f"T{k}"] = f.cls
-                lines.append(f"{ind}v = decoder(T{k})(c, depth + 1, maxd)")
+                ns[f"T{k}"] = decoder(f.cls)
+                lines.append(f"{ind}v = T{k}(c, depth + 1, maxd)")
             else:
                 lines.append(f"{ind}raise Fallback")  # xsi:typed: generic decoder
                 return
