@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sepgw.model import (
     ActivePower, DERControlBase, DERCurve, DERSettings, DERStatus, DefaultDERControl,
-    EndDevice, Link, ModelError, Response, DERControlResponse, parse, serialize,
+    DERCurveType, DERUnitRefType, EndDevice, Link, ModelError, Response, DERControlResponse, parse, serialize,
 )
 from sepgw.model.codec import _PARSER
 
@@ -352,8 +352,8 @@ class SerializeErrorTests(SynchronousTestCase):
 
     def test_curve_points(self) -> None:
         """A DERCurve without CurveData is refused (minOccurs 1)."""
-        c = DERCurve(mRID=bytes(16), creationTime=0, curveType=11, xMultiplier=0,
-                     yMultiplier=0, yRefType=0)
+        c = DERCurve(mRID=bytes(16), creationTime=0, curveType=DERCurveType.opModVoltVar,
+                     xMultiplier=0, yMultiplier=0, yRefType=DERUnitRefType.NOT_APPLICABLE)
         e = self.assertRaises(ModelError, serialize, c)
         self.assertEqual(str(e), "DERCurve: required element 'CurveData' is missing")
 

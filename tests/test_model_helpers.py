@@ -6,7 +6,6 @@ licence forbids committing it) and loaded once per process.
 
 from __future__ import annotations
 
-import enum
 import importlib.resources
 from pathlib import Path
 from typing import Any
@@ -145,10 +144,6 @@ def model_strategy(cls: type[Model], depth: int = 0) -> st.SearchStrategy[Any]:
         else:
             fields[f.name] = st.none() | s
     return st.builds(cls, **fields)
-
-
-def flag_value(v: Any) -> int:
-    return int(v) if isinstance(v, enum.Enum) else v
 
 
 __all__ = ["FIXTURES", "schema", "schema_errors", "populate", "sample_value", "model_strategy",

@@ -6,7 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from sepgw.model import (
     DateTimeInterval, DERControl, DERControlBase, DERControlList, DERProgram, EndDevice,
-    EventStatus, ListQuery, ModelError, fill_list, next_start, page, parse, parse_query,
+    EventStatus, EventStatusCode, ListQuery, SubscribableType, ModelError, fill_list, next_start, page, parse, parse_query,
     query_string, serialize, sort_list,
 )
 from sepgw.model.paging import DEFAULT_LIMIT, sort_key
@@ -16,7 +16,7 @@ from .test_model_helpers import schema_errors
 
 def control(n: int, start: int = 100, created: int = 0) -> DERControl:
     return DERControl(href=f"/derc/{n}", mRID=bytes([n]) * 16, creationTime=created,
-                      EventStatus=EventStatus(currentStatus=1, dateTime=0,
+                      EventStatus=EventStatus(currentStatus=EventStatusCode.ACTIVE, dateTime=0,
                                               potentiallySuperseded=False),
                       interval=DateTimeInterval(duration=60, start=start),
                       DERControlBase=DERControlBase(opModMaxLimW=5000))
@@ -71,7 +71,8 @@ class PageTests(SynchronousTestCase):
         start: int | None = 0
         while start is not None:
             q = parse_query(f"s={start}&l=3")
-            lst = fill_list(DERControlList(href="/pev/derp/1/derc", subscribable=1), controls,
+            lst = fill_list(DERControlList(href="/pev/derp/1/derc",
+                                                 subscribable=SubscribableType.NON_CONDITIONAL), controls,
                             q)
             self.assertEqual((lst.all, lst.results), (9, 3))
             data = serialize(lst)

@@ -11,7 +11,8 @@ from lxml import etree
 from twisted.trial.unittest import SynchronousTestCase
 
 from sepgw.model import (
-    MEDIA_TYPE, NS, ActivePower, DateTimeInterval, DefaultDERControl, DERControl,
+    MEDIA_TYPE, NS, ActivePower, BatteryStatus, DERCurveType, DERUnitRefType,
+    NotificationStatus, PowerSourceType, SubscribableType, DateTimeInterval, DefaultDERControl, DERControl,
     DERControlBase, DERControlList, DERControlResponse, DERSettings, DERStatus, EventStatus,
     EventStatusCode, InverterStatus, InverterStatusType, Link, ListLink, MirrorMeterReading,
     MirrorUsagePoint, Model, Notification, Reading, ReadingType, ResponseRequired,
@@ -107,7 +108,7 @@ class ProfileContentTests(SynchronousTestCase, _RoundTrip):
         V2G-4.5.3.5-7) and the Enter Service settings of Table 5."""
         for energize in (True, False):
             dderc = DefaultDERControl(
-                href="/pev/derp/1/dderc", subscribable=1, mRID=bytes(15) + b"\x01",
+                href="/pev/derp/1/dderc", subscribable=SubscribableType.NON_CONDITIONAL, mRID=bytes(15) + b"\x01",
                 description="Default DERC",
                 DERControlBase=DERControlBase(opModEnergize=energize),
                 setESDelay=30000, setESHighFreq=6100, setESHighVolt=10500, setESLowFreq=5900,
@@ -200,8 +201,8 @@ class ProfileContentTests(SynchronousTestCase, _RoundTrip):
     def test_pevinfo(self) -> None:
         """PowerStatus carries PEVInfo with its time stamps (V2G-4.5.3.2-1,
         V2G-4.7.2-17)."""
-        ps = PowerStatus(href="/edev/1/pwrstat", batteryStatus=1, changedTime=1670691685,
-                         currentPowerSource=2, PEVInfo=PEVInfo(
+        ps = PowerStatus(href="/edev/1/pwrstat", batteryStatus=BatteryStatus.NORMAL,
+                         changedTime=1670691685, currentPowerSource=PowerSourceType.BATTERY, PEVInfo=PEVInfo(
                              chargingPowerNow=ActivePower(multiplier=0, value=6000),
                              energyRequestNow=RealEnergy(multiplier=3, value=24),
                              maxForwardPower=ActivePower(multiplier=0, value=6500),
@@ -238,7 +239,8 @@ class ProfileContentTests(SynchronousTestCase, _RoundTrip):
         into the right class."""
         dderc = DefaultDERControl(mRID=bytes(16),
                                   DERControlBase=DERControlBase(opModEnergize=True))
-        n = Notification(subscribedResource="/pev/derp/1/dderc", Resource=dderc, status=0,
+        n = Notification(subscribedResource="/pev/derp/1/dderc", Resource=dderc,
+                         status=NotificationStatus.DEFAULT,
                          subscriptionURI="https://[fd12::1]:443/edev/1/subs/2")
         data = self.assertRoundTrip(n)
         self.assertIn(b'xsi:type="DefaultDERControl"', data)
@@ -259,7 +261,8 @@ class ProfileContentTests(SynchronousTestCase, _RoundTrip):
         from sepgw.model import CurveData
         c = DERCurve(mRID=bytes(16), creationTime=0,
                      CurveData=[CurveData(xvalue=i, yvalue=-i) for i in range(10)],
-                     curveType=11, xMultiplier=-2, yMultiplier=-2, yRefType=1)
+                     curveType=DERCurveType.opModVoltVar, xMultiplier=-2, yMultiplier=-2,
+                     yRefType=DERUnitRefType.SET_MAX_W)
         self.assertRoundTrip(c)
 
     def test_time(self) -> None:
