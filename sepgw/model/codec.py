@@ -31,8 +31,6 @@ from lxml import etree
 
 from . import _fast
 from .errors import ModelError, _Bad
-
-
 from .types import BOOLEAN, BoolCodec, LeafCodec, MRID
 
 __all__ = [
