@@ -95,7 +95,7 @@ class EVSEGatewayTests(PKIMixin, SynchronousTestCase):
         [(port, factory, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (18443, "::1"))
         self.assertEqual(type(factory).__name__, "TLSMemoryBIOFactory")
-        self.assertIsNotNone(gateway.ports[0].peer)
+        self.assertTrue(gateway.ports[0].controller.link)
 
     def test_stop_leaves_contactor_open(self) -> None:
         """Stopping the service forbids and opens the contactor, even if it was closed."""

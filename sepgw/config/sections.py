@@ -268,6 +268,26 @@ MANAGEMENT = Section(
     rules=[_management_rules],
 )
 
+SAFETY = Section(
+    {
+        "discharge_threshold_w": Key("float", 100.0, doc="Active power above which the "
+                                     "meter counts as the PEV discharging, W (meter noise "
+                                     "below it is ignored).", min=0),
+        "limit_tolerance_pct": Key("float", 5.0, doc="How far above its authorized limit a "
+                                   "PEV may discharge before the authorization is revoked, "
+                                   "% (plus the threshold).", min=0, max=100),
+        "meter_timeout_s": Key("float", None, doc="A meter silent this long opens the "
+                               "contactor; default 3 x the meter's interval (at least "
+                               "0.5 s).", min=0.05, max=600),
+        "reevaluate_s": Key("float", 5.0, doc="How often a PEV that is not authorized is "
+                            "evaluated again (e.g. after the approved list changed); 0 "
+                            "turns it off.", min=0, max=3600),
+    },
+    doc="The gatekeeper and session logic (profile 4.8.1). The heartbeat rules (10 missed, "
+        "3 received), the 3 s a PEV has to stop and the 1 s revocation are the profile's "
+        "and not configurable.",
+)
+
 PORT = Section(
     {
         "name": Key("str", doc="Port name used in logs and diagnostics.", non_empty=True),
@@ -297,6 +317,7 @@ EVSE_SCHEMA = Section(
         "server": SERVER,
         "site": SITE,
         "management": MANAGEMENT,
+        "safety": SAFETY,
         "policy": PluginRef("policy", doc="Authorization policy; without one no PEV is ever "
                                           "authorized to discharge.", optional=True),
         "uplink": PluginRef("uplink", doc="DME uplink to a utility.", optional=True),

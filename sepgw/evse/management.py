@@ -332,6 +332,7 @@ class ManagementInformation:
         self._site = site
         self._issued: list[_Issued] = []
         self._current: dict[str, _Issued] = {}
+        self._extra: dict[str, _Issued] = {}
         self._n_controls = 0
         self._n_curves = 0
         self._check(management)
@@ -358,9 +359,48 @@ class ManagementInformation:
     def active(self, now: float) -> list[DERControl]:
         """The ActiveDERControlList: controls in effect whose interval contains ``now``."""
         t = int(now)
-        return sort_list((c for c in self.current()
+        return sort_list((c for c in self.current() + self.extras()
                           if c.interval.start <= t < c.interval.start + c.interval.duration),
                          DERControl)
+
+    def extras(self) -> list[DERControl]:
+        """The DERControls in effect that are not management information: coordinated
+        charging (opModFixedW, 4.8.2) and the site-sharing opModMaxLimW (4.6.1.1)."""
+        return [i.control for i in self._extra.values()]
+
+    def set_extra(self, key: str, opmod: str, value: Any, description: str, now: float
+                  ) -> ManagementChanges:
+        """Serve a DERControl ``key`` carrying ``opmod`` = ``value`` from ``now`` on; an
+        earlier one of the same ``key`` is superseded. Nothing changes for the same value."""
+        changes = ManagementChanges()
+        old = self._extra.get(key)
+        if old is not None and old.spec == (opmod, value):
+            return changes
+        t = int(now)
+        if old is not None:
+            self._retire(old, EventStatusCode.SUPERSEDED, t, changes.superseded)
+        fn = Function(key, opmod, description)
+        issued = self._issue(fn, value, t)
+        issued.spec = (opmod, value)
+        self._issued.append(issued)
+        self._extra[key] = issued
+        changes.issued.append(issued.control)
+        return changes
+
+    def clear_extra(self, key: str, now: float) -> ManagementChanges:
+        """Cancel the DERControl ``key`` (if served) from ``now`` on."""
+        changes = ManagementChanges()
+        old = self._extra.pop(key, None)
+        if old is not None:
+            self._retire(old, EventStatusCode.CANCELLED, int(now), changes.cancelled)
+        return changes
+
+    @staticmethod
+    def _retire(old: "_Issued", status: EventStatusCode, t: int,
+                into: list[DERControl]) -> None:
+        old.control = dataclasses.replace(old.control, EventStatus=EventStatus(
+            currentStatus=status, dateTime=t, potentiallySuperseded=False))
+        into.append(old.control)
 
     @property
     def curves(self) -> list[DERCurve]:

@@ -142,6 +142,10 @@ class EVSEResources:
         self._by_lfdi: dict[str, PEVSession] = {}
         self._extras: dict[int, _SessionResources] = {}
         self._routes: dict[str, Route] = {}
+        self.attach_observers: list[Callable[[PEVSession], None]] = []
+        """Called with each new session (the port's session logic subscribes here)."""
+        self.detach_observers: list[Callable[[PEVSession], None]] = []
+        """Called with each session that ended."""
         self._global_routes()
         self.site_settings = site_der_settings(site, "/sdev/der/1/ders",
                                                updated_time=self.now())
@@ -183,6 +187,8 @@ class EVSEResources:
         self.log.info("{port}: EndDevice {edev} created for PEV LFDI {lfdi} SFDI {sfdi}",
                       port=session.port_name, edev=edev, lfdi=identity.lfdi,
                       sfdi=identity.sfdi)
+        for observer in list(self.attach_observers):
+            observer(session)
         return session
 
     def detach(self, port_index: int, reason: str) -> None:
@@ -195,6 +201,8 @@ class EVSEResources:
         extras.close()
         for path in [p for p, r in self._routes.items() if r.session is session]:
             del self._routes[path]
+        for observer in list(self.detach_observers):
+            observer(session)
         self.log.info("{port}: session of LFDI {lfdi} ended ({reason})",
                       port=session.port_name, lfdi=session.lfdi, reason=reason)
 
@@ -205,6 +213,21 @@ class EVSEResources:
         session.energize = energize
         extras = self._extras[session.port_index]
         extras.changed(extras.dderc)
+
+    def set_control(self, session: PEVSession, key: str, opmod: str, value: Any,
+                    description: str) -> None:
+        """Serve the session's PEV a DERControl ``key`` with ``opmod`` = ``value`` (e.g.
+        opModFixedW for coordinated charging, 4.8.2), superseding an earlier one of the same
+        key; DERControlList subscribers are notified."""
+        extras = self._extras[session.port_index]
+        if extras.management.set_extra(key, opmod, value, description, self.now()):
+            extras.changed(extras.derc)
+
+    def clear_control(self, session: PEVSession, key: str) -> None:
+        """Cancel the session's DERControl ``key``, if any."""
+        extras = self._extras.get(session.port_index)
+        if extras is not None and extras.management.clear_extra(key, self.now()):
+            extras.changed(extras.derc)
 
     def management(self, session: PEVSession) -> ManagementInformation:
         return self._extras[session.port_index].management

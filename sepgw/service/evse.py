@@ -11,13 +11,13 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from sepgw.config import Config
 from sepgw.evse.http import EVSEHTTPServer
 from sepgw.evse.notify import Notifier, https_agent_factory
 from sepgw.evse.tree import EVSEResources
-from sepgw.interfaces import IContactor, ILinkListener, IMeterListener, LinkPeer, MeterSample
+from sepgw.evse.controller import PortController, SiteCoordinator
+from sepgw.interfaces import IContactor, MeterSample
 from sepgw.security.tls import server_connection_creator
 from sepgw.service.common import (
     ComponentError,
@@ -33,58 +33,41 @@ from sepgw.service.tree import ComponentService, OrderedMultiService
 Options = options_for("evse")
 
 
-@implementer(ILinkListener, IMeterListener)
 class PortService(OrderedMultiService):
-    """One charging port: its contactor, meter and transport, started in that order."""
+    """One charging port: its contactor, meter and transport, started in that order, and
+    the session logic (:class:`PortController`) that listens to them."""
 
     log = Logger()
 
-    def __init__(self, index: int, settings: dict[str, Any], contactor: Any, meter: Any,
-                 transport: Any, resources: EVSEResources | None = None) -> None:
+    def __init__(self, controller: PortController, contactor: Any, meter: Any,
+                 transport: Any) -> None:
         super().__init__()
-        self.index = index
-        self.resources = resources
-        self.setName(settings["name"])
+        self.controller = controller
+        self.index = controller.index
+        self.setName(controller.name)
         self.contactor = IContactor(contactor)
         self.meter = meter
         self.transport = transport
-        self.peer: LinkPeer | None = None
-        self.last_sample: MeterSample | None = None
         for role, component in (("contactor", contactor), ("meter", meter),
                                 ("transport", transport)):
             ComponentService(f"{self.name}.{role}", component).setServiceParent(self)
-        meter.add_listener(self)
-        transport.add_listener(self)
+        meter.add_listener(controller)
+        transport.add_listener(controller)
+
+    @property
+    def last_sample(self) -> MeterSample | None:
+        return self.controller.gatekeeper.last_sample
 
     def startService(self) -> Any:
         self.contactor.set_allowed(False)
-        return super().startService()
+        d = super().startService()
+        d.addCallback(lambda _: self.controller.start())
+        return d
 
     def stopService(self) -> Any:
-        # Safety first: the contactor is forbidden (hence open) before anything stops.
-        self.contactor.set_allowed(False)
+        # Safety first: revoke, forbid and open the contactor before anything stops.
+        self.controller.stop()
         return super().stopService()
-
-    def link_up(self, peer: LinkPeer) -> None:
-        self.peer = peer
-        self.log.info("{port}: link up, peer {peer}", port=self.name,
-                      peer=peer.mac or peer.address or "unknown")
-
-    def link_down(self, reason: str) -> None:
-        self.peer = None
-        self.contactor.set_allowed(False)
-        if self.resources is not None:
-            self.resources.detach(self.index, f"link down: {reason}")
-        self.log.info("{port}: link down ({reason}); contactor open", port=self.name,
-                      reason=reason)
-
-    def meter_sample(self, sample: MeterSample) -> None:
-        self.last_sample = sample
-
-    def meter_error(self, reason: str) -> None:
-        self.contactor.set_allowed(False)
-        self.log.error("{port}: meter error ({reason}); contactor open", port=self.name,
-                       reason=reason)
 
 
 class EVSEGateway(RoleService):
@@ -106,14 +89,24 @@ class EVSEGateway(RoleService):
             ports=[p["name"] for p in config["ports"]], clock=reactor,
             notifier=self.notifier)
         self.ports: list[PortService] = []
-        for key in ("uplink", "policy"):
-            if config[key] is not None:
-                self.add_component(key, self.component(config[key], key))
+        self.policy = None
+        if config["uplink"] is not None:
+            self.add_component("uplink", self.component(config["uplink"], "uplink"))
+        if config["policy"] is not None:
+            self.policy = self.component(config["policy"], "policy")
+            self.add_component("policy", self.policy)
+        self.coordinator = SiteCoordinator(config["site"]["max_w"])
+        safety = config["safety"]
         for i, port in enumerate(config["ports"]):
             where = f"ports[{i}]"
             parts = {role: self.component(port[role], f"{where}.{role}")
                      for role in ("contactor", "meter", "transport")}
-            service = PortService(i, port, resources=self.resources, **parts)
+            timeout = safety["meter_timeout_s"] or max(3 * float(parts["meter"].interval), 0.5)
+            controller = PortController(
+                index=i, name=port["name"], clock=reactor, resources=self.resources,
+                contactor=parts["contactor"], policy=self.policy, site=config["site"],
+                safety=safety, meter_timeout=timeout, coordinator=self.coordinator)
+            service = PortService(controller, **parts)
             service.setServiceParent(self)
             self.ports.append(service)
         self.http = EVSEHTTPServer(self.resources, max_body=server["max_body_bytes"])
