@@ -201,8 +201,9 @@ class Decision:
 class IAuthorizationPolicy(IComponent):
     """Decides whether a PEV session may discharge."""
 
-    def evaluate(facts: Mapping[str, Any]) -> Decision:
-        """Decide from a session's facts (identity, reported settings, responses...)."""
+    def evaluate(facts: Any) -> Decision:
+        """Decide from a session's :class:`sepgw.evse.policy_facts.PolicyFacts` (identity,
+        reported settings, site limits, responses...)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,7 +60,9 @@ def power_status(now: int) -> bytes:
 
 
 DER_CAPABILITY = f"""<DERCapability {NS}><modesSupported>01DD69AB</modesSupported>
-<rtgAbnormalCategory>2</rtgAbnormalCategory><rtgMaxW><multiplier>0</multiplier><value>6500</value>
+<rtgAbnormalCategory>2</rtgAbnormalCategory>
+<rtgMaxVar><multiplier>0</multiplier><value>3000</value></rtgMaxVar>
+<rtgMaxW><multiplier>0</multiplier><value>6500</value>
 </rtgMaxW><rtgNormalCategory>1</rtgNormalCategory><type>81</type></DERCapability>""".encode()
 
 
@@ -69,6 +71,8 @@ def der_settings(now: int, max_w: int) -> bytes:
 <setMaxChargeRateW><multiplier>0</multiplier><value>{max_w}</value></setMaxChargeRateW>
 <setMaxDischargeRateW><multiplier>0</multiplier><value>{max_w}</value></setMaxDischargeRateW>
 <setMaxV><multiplier>0</multiplier><value>250</value></setMaxV>
+<setMaxVar><multiplier>0</multiplier><value>3000</value></setMaxVar>
+<setMaxVarNeg><multiplier>0</multiplier><value>3000</value></setMaxVarNeg>
 <setMaxW><multiplier>0</multiplier><value>{max_w}</value></setMaxW>
 <setMaxWh><multiplier>3</multiplier><value>60</value></setMaxWh>
 <setMinV><multiplier>0</multiplier><value>215</value></setMinV>

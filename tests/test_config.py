@@ -112,10 +112,11 @@ class ProblemTests(SynchronousTestCase):
     def test_plugin_option_errors_have_plugin_path(self) -> None:
         """A plugin's own options are validated against what the plugin declares."""
         problems = self.problems(meter='{ plugin = "simulated", interval = "fast", speed = 2 }')
-        self.assertEqual(sorted(problems), [
-            "ports[0].meter.interval: expected a number, got a string 'fast'",
-            "ports[0].meter.speed: unknown key; allowed keys: frequency, interval, voltage",
-        ])
+        self.assertEqual(len(problems), 2, problems)
+        self.assertEqual(sorted(problems)[0],
+                         "ports[0].meter.interval: expected a number, got a string 'fast'")
+        self.assertRegex(sorted(problems)[1], r"^ports\[0\]\.meter\.speed: unknown key; "
+                                              r"allowed keys: .*\binterval\b")
 
     def test_plugin_of_wrong_kind(self) -> None:
         """Naming a plugin of another kind says which kind it is."""

@@ -19,7 +19,8 @@ class ScriptedPEVTests(SynchronousTestCase):
     def test_section5_sequence_over_tls(self) -> None:
         """A scripted PEV completes the profile's section 5 sequence against the real
         server process over TLS 1.2 with ECDHE-ECDSA-AES128-CCM8 (V2G-4.1.3-2), following
-        links only; the EVSE creates its EndDevice (V2G-4.5.3-2) and stops cleanly."""
+        links only; the EVSE creates its EndDevice (V2G-4.5.3-2), authorizes it to discharge
+        with the default j3072 policy (V2G-4.6.4-2), and stops cleanly."""
         pki = shared_pki()
         port = free_port()
         evse_cfg, _ = write_configs(Path(self.mktemp()).absolute(), port, pki)
@@ -35,7 +36,9 @@ class ScriptedPEVTests(SynchronousTestCase):
         report = json.loads(match.group(2))
         self.assertEqual(report["steps"][-1], "periodic")
         self.assertGreaterEqual(report["controls"], 9)
-        self.assertIs(report["energize"], False)
+        # The default policy (j3072) authorizes the scripted PEV once its responses are in.
+        self.assertIs(report["energize"], True)
         evse.wait_for(r"EndDevice /edev/0 created for PEV LFDI")
+        evse.wait_for(r"port1: not authorized -> authorized")
         self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
         self.assertNotIn("Traceback", evse.output + pev.output)

@@ -21,6 +21,7 @@ def write_configs(directory: Path, port: int, pki: Path) -> tuple[Path, Path]:
     pev = (ETC / "pev.toml").read_text().replace("../run/pki", str(pki)).replace(
         ":8443/", f":{port}/").replace("../run/", "")
     (directory / "sepgw.toml").write_text(evse)
+    (directory / "approved-pevs.txt").write_text((ETC / "approved-pevs.txt").read_text())
     (directory / "pev.toml").write_text(pev)
     return directory / "sepgw.toml", directory / "pev.toml"
 
