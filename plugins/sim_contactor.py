@@ -1,4 +1,10 @@
-"""Bundled plugin: a simulated contactor with confirmation delay and fault injection."""
+"""Bundled plugin: a simulated contactor with confirmation delay and fault injection.
+
+Without ``link`` it lives in memory only. With ``link = "127.0.0.1:47101"`` it is one end of
+the simulated electrical link (``plugins/sim_link.py``, ``docs/simulation.md``): while its
+contacts are closed the port's link endpoint sends the grid to the PEV emulator, and while
+they are open the PEV sees no grid and the port's meter (same ``link``) measures nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from sepgw.dropins import sim_link  # type: ignore[attr-defined]  # bundled helper module
 from sepgw.interfaces import BuildContext, ContactorRefused, ContactorState, IContactor
 from sepgw.plugin import Key, PluginFactory, Section
 
@@ -17,12 +24,17 @@ class SimulatedContactor:
     """A contactor in memory. Closing takes ``delay`` seconds to confirm; opening is at once.
 
     ``stuck`` simulates welded contacts: the contactor reports closed and cannot open (the
-    gatekeeper must then revoke and alarm).
+    gatekeeper must then revoke and alarm). :meth:`set_stuck` injects or clears the fault at
+    run time; so does a ``contactor-stuck`` CONTROL frame on the link when ``control`` is set.
+
+    ``link``, when given, is the port's :class:`sim_link.GridSide`: the contacts' state is
+    what decides whether the grid reaches the PEV.
     """
 
     log = Logger()
 
-    def __init__(self, clock: Any, name: str, delay: float = 0.05, stuck: bool = False) -> None:
+    def __init__(self, clock: Any, name: str, delay: float = 0.05, stuck: bool = False,
+                 link: Any = None, period: float = 0.1, control: bool = False) -> None:
         self._clock = clock
         self._name = name
         self._delay = delay
@@ -32,16 +44,39 @@ class SimulatedContactor:
         self._pending: Any = None
         self._waiting: list[Deferred[ContactorState]] = []
         self.listeners: list[Any] = []
+        self.link = link
+        self._period = period
+        self._control = control
 
     def start(self) -> None:
-        self.log.info("{name}: simulated contactor open, closing not allowed", name=self._name)
+        if self.link is not None:
+            self.link.period = self._period
+            self.link.attach("contactor", self)
+            self.link.set_closed(self.state is ContactorState.closed)
+            if self._control:
+                self.link.on_control((sim_link.Op.contactor_stuck,), self._control_frame)
+        self.log.info("{name}: simulated contactor {state}, closing not allowed{stuck}",
+                      name=self._name, state=self.state.value,
+                      stuck=" (stuck: will not open once closed)" if self.stuck else "")
 
-    def stop(self) -> None:
+    def stop(self) -> Any:
         self.set_allowed(False)
+        if self.link is not None:
+            return self.link.detach("contactor", self)
+        return None
 
     def set_allowed(self, allowed: bool) -> None:
         self.allowed = allowed
         if not allowed:
+            self.open()
+
+    def set_stuck(self, stuck: bool) -> None:
+        """Inject (True) or clear (False) welded contacts. Cleared while closed and not
+        allowed, the contactor opens at once, as the contract wants."""
+        self.stuck = stuck
+        self.log.warn("{name}: fault injection: contactor {what}", name=self._name,
+                      what="stuck (cannot open)" if stuck else "no longer stuck")
+        if not stuck and not self.allowed:
             self.open()
 
     def close(self) -> Deferred[ContactorState]:
@@ -77,12 +112,20 @@ class SimulatedContactor:
         if state is not self.state:
             self.state = state
             self.log.info("{name}: contactor {state}", name=self._name, state=state.value)
+            if self.link is not None:
+                self.link.set_closed(state is ContactorState.closed)
             for listener in list(self.listeners):
                 listener(state)
 
+    def _control_frame(self, frame: Any) -> None:
+        self.set_stuck(bool(frame.value))
+
 
 def _build(config: Mapping[str, Any], context: BuildContext) -> SimulatedContactor:
-    return SimulatedContactor(context.reactor, context.name, config["delay"], config["stuck"])
+    link = (sim_link.grid_side(context.reactor, config["link"], context.name)
+            if config["link"] else None)
+    return SimulatedContactor(context.reactor, context.name, config["delay"], config["stuck"],
+                              link=link, period=config["period"], control=config["control"])
 
 
 contactor = PluginFactory(
@@ -92,6 +135,15 @@ contactor = PluginFactory(
     options=Section({
         "delay": Key("float", 0.05, "Seconds until a close is confirmed.", min=0, max=10),
         "stuck": Key("bool", False, "Simulate welded contacts that never open."),
+        "link": Key("str", "", "Loopback HOST:PORT ([::1]:PORT for IPv6) of the port's "
+                               "simulated electrical link, shared with the port's meter; the "
+                               "grid reaches the PEV only while the contacts are closed. "
+                               "Empty: no link.",
+                    validator=sim_link.address_validator()),
+        "period": Key("float", 0.1, "Seconds between grid frames sent to the PEV while "
+                                    "closed (with link).", min=0.01, max=1),
+        "control": Key("bool", False, "Accept contactor-stuck CONTROL frames on the link "
+                                      "(fault injection at run time)."),
     }),
     build=_build,
 )
