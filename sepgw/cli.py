@@ -111,6 +111,33 @@ def describe_options(section: Section, prefix: str = "") -> list[str]:
     return lines
 
 
+def control(path: Path, words: list[str], out: TextIO, err: TextIO) -> int:
+    """Send one operator command to a running EVSE and print its answer."""
+    import json
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(path))
+            s.sendall((" ".join(words) + "\n").encode("utf-8"))
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as e:
+        err.write(f"sepgw ctl: cannot reach {path}: {e.strerror or e}\n")
+        return 1
+    answer = json.loads(data or b"{}")
+    if "error" in answer:
+        err.write(f"sepgw ctl: {answer['error']}\n")
+        return 1
+    out.write(json.dumps(answer, indent=2) + "\n")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser that prints to the streams main() was given."""
 
@@ -142,12 +169,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     c.add_argument("--role", choices=("evse", "pev"),
                    help="evse or pev (default: pev if the file has a [pev] table)")
     sub.add_parser("pki", help="test PKI: init, pev, show (sepgw pki --help)")
+    k = sub.add_parser("ctl", help="operator commands to a running EVSE")
+    k.add_argument("--socket", type=Path, required=True,
+                   help="the [operator] socket of the EVSE's configuration")
+    k.add_argument("words", nargs="+", metavar="COMMAND",
+                   help="status | fixed-w PORT PERCENT | clear-fixed-w PORT | help")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
     if args.command == "plugins":
         return list_plugins(args.config, args.keys, out, err)
+    if args.command == "ctl":
+        return control(args.socket, args.words, out, err)
     return check_config(args.file, args.role, out, err)
 
 

@@ -1,14 +1,17 @@
 """``make demo``: an EVSE and a PEV emulator on simulated hardware, on this machine.
 
 Creates the test PKI in ``run/pki`` if missing, starts ``twistd -n sepgw --config
-etc/sepgw.toml`` and ``twistd -n sepgw-pev --config etc/pev.toml``, shows both logs with
-a prefix, and stops both with SIGTERM after ``--seconds`` (or on Ctrl-C), then prints what
-the session reached.
+etc/sepgw.toml`` and ``twistd -n sepgw-pev --config etc/pev.toml`` on the simulated
+electrical link, shows both logs with a prefix; once the PEV is authorized, asks (as the
+local operator, ``sepgw ctl``) for 50 % discharge with opModFixedW, lets it discharge for
+``--seconds``, stops both with SIGTERM and prints what the session reached and what the
+EVSE's own meter measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import signal
 import subprocess
@@ -16,6 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = Path(sys.executable).parent / "twistd"
@@ -26,7 +30,13 @@ MILESTONES = [
      "PEV connected: TLS 1.2, ECDHE-ECDSA-AES128-CCM8, EVSE identified by LFDI"),
     ("evse", r"TLS session with .* established",
      "EVSE identified the PEV by LFDI/SFDI/HardwareModuleName"),
-    ("pev", r"EVSE answered \d+ for DeviceCapability", "PEV requested DeviceCapability"),
+    ("pev", r"step 3: management information", "PEV exchanged information and got the "
+     "management information, following links only"),
+    ("evse", r"port1: not authorized -> authorized", "EVSE authorized the PEV to discharge "
+     "(j3072 policy: certified, approved ISM, quadrants, site limits, responses)"),
+    ("pev", r"opModEnergize True", "PEV observed opModEnergize true"),
+    ("pev", r"Inverter: discharge allowed, opModFixedW 50 %", "operator asked for 50 % "
+     "discharge (sepgw ctl fixed-w port1 50): PEV discharging per opModFixedW"),
 ]
 
 
@@ -64,11 +74,38 @@ class Child:
         return code
 
 
+def wait_for(child: Child, pattern: str, seconds: float, *others: Child) -> bool:
+    """Wait until ``child`` logs ``pattern`` (False if it or another child ended)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if child.seen(pattern):
+            return True
+        if any(c.proc.poll() is not None for c in (child, *others)):
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def ctl(*words: str) -> Any:
+    """An operator command to the EVSE (as `sepgw ctl` sends it); its answer or None."""
+    import io
+
+    from sepgw.cli import control
+
+    out, err = io.StringIO(), io.StringIO()
+    print(f"[demo] sepgw ctl --socket run/sepgw.sock {' '.join(words)}", flush=True)
+    if control(ROOT / "run" / "sepgw.sock", list(words), out, err) != 0:
+        print(f"[demo] {err.getvalue().strip()}", flush=True)
+        return None
+    return json.loads(out.getvalue())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sepgw.demo", description=__doc__.split(
         "\n")[0])
-    parser.add_argument("--seconds", type=float, default=8.0,
-                        help="how long to run before stopping both (default 8)")
+    parser.add_argument("--seconds", type=float, default=6.0,
+                        help="how long to let the PEV discharge before stopping both "
+                             "(default 6)")
     args = parser.parse_args(argv)
 
     pki = ROOT / "run" / "pki"
@@ -90,10 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     pev = Child("pev", [str(TWISTD), "-n", "--pidfile=", "sepgw-pev", "--config",
                         str(ROOT / "etc" / "pev.toml")])
+    measured = None
     try:
-        end = time.monotonic() + args.seconds
-        while time.monotonic() < end and evse.proc.poll() is None and pev.proc.poll() is None:
-            time.sleep(0.1)
+        if wait_for(pev, r"opModEnergize True", 20, evse):
+            ctl("fixed-w", "port1", "50")
+            end = time.monotonic() + args.seconds
+            while time.monotonic() < end and evse.proc.poll() is None \
+                    and pev.proc.poll() is None:
+                time.sleep(0.1)
+            status = ctl("status")
+            if status:
+                measured = status["ports"][0]
     except KeyboardInterrupt:
         pass
     pev.stop()
@@ -105,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         ok = children[tag].seen(pattern)
         reached += ok
         print(f"  [{'x' if ok else ' '}] {text}")
+    if measured is not None and measured.get("meter"):
+        m = measured["meter"]
+        print(f"  EVSE meter on the simulated link: {m['w']:.0f} W, {m['var']:.0f} var, "
+              f"{m['v']:.0f} V, {m['hz']:.2f} Hz (positive W = PEV discharging to the grid)")
     print("  contactor left open on stop: "
           f"{'yes' if evse.seen(r'contactor open') else 'NO'}")
     return 0 if reached == len(MILESTONES) else 1

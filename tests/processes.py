@@ -17,10 +17,11 @@ TWISTD = str(Path(sys.executable).parent / "twistd")
 """The twistd script installed next to the interpreter running the tests."""
 
 
-def free_port(host: str = "::1") -> int:
-    """A TCP port that was free on ``host`` a moment ago."""
+def free_port(host: str = "::1", kind: int = socket.SOCK_STREAM) -> int:
+    """A TCP (or, with ``kind=socket.SOCK_DGRAM``, UDP) port that was free on ``host`` a
+    moment ago."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
+    with socket.socket(family, kind) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

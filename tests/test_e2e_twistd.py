@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -15,11 +16,20 @@ from tests.processes import REPO, TWISTD, Process, free_port
 
 def write_configs(directory: Path, port: int, pki: Path) -> tuple[Path, Path]:
     """The default configs, pointed at a test PKI, a free port and a temporary state dir."""
+    import tempfile
+
     directory.mkdir(parents=True, exist_ok=True)
+    # UNIX socket paths are limited to ~100 bytes: keep the operator socket short.
+    sock = Path(tempfile.mkdtemp(prefix="sepgw-")) / "op.sock"
     evse = (ETC / "sepgw.toml").read_text().replace("../run/pki", str(pki)).replace(
-        "port = 8443", f"port = {port}").replace("../run/", "")
+        "port = 8443", f"port = {port}").replace('"../run/sepgw.sock"', f'"{sock}"').replace(
+        "../run/", "")
     pev = (ETC / "pev.toml").read_text().replace("../run/pki", str(pki)).replace(
         ":8443/", f":{port}/").replace("../run/", "")
+    # The simulated electrical link: free UDP ports, so tests can run side by side.
+    for fixed in ("47101", "47102"):
+        udp = str(free_port("127.0.0.1", socket.SOCK_DGRAM))
+        evse, pev = evse.replace(fixed, udp), pev.replace(fixed, udp)
     (directory / "sepgw.toml").write_text(evse)
     (directory / "approved-pevs.txt").write_text((ETC / "approved-pevs.txt").read_text())
     (directory / "pev.toml").write_text(pev)
@@ -51,7 +61,7 @@ class TwistdTests(SynchronousTestCase):
         evse.wait_for(rf"TLS session with .* established \(TLSv1\.2 ECDHE-ECDSA-AES128-CCM8\);"
                       rf" peer LFDI={pev_lfdi}")
         pev.wait_for(rf"established \(TLSv1\.2 ECDHE-ECDSA-AES128-CCM8\); peer LFDI={evse_lfdi}")
-        pev.wait_for(r"EVSE answered \d{3} for DeviceCapability")
+        pev.wait_for(r"opModEnergize True")
         # twistd re-raises the signal it stopped on, so a clean stop exits by SIGTERM.
         self.assertEqual(pev.terminate(), -signal.SIGTERM, pev.output)
         self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)

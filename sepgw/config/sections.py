@@ -318,6 +318,11 @@ EVSE_SCHEMA = Section(
         "site": SITE,
         "management": MANAGEMENT,
         "safety": SAFETY,
+        "operator": Section(
+            {"socket": Key("path", None, doc="UNIX socket of the local operator's control "
+                           "channel (`sepgw ctl`); off when absent.")},
+            doc="Local operator commands: status, coordinated charging (opModFixedW).",
+        ),
         "policy": PluginRef("policy", doc="Authorization policy; without one no PEV is ever "
                                           "authorized to discharge.", optional=True),
         "uplink": PluginRef("uplink", doc="DME uplink to a utility.", optional=True),
@@ -329,6 +334,60 @@ EVSE_SCHEMA = Section(
 
 # --------------------------------------------------------------------------------------------
 # PEV
+
+VEHICLE = Section(
+    {
+        "manufacturer_id": Key("int", 37250, doc="DeviceInformation mfID: the maker's IANA "
+                               "private enterprise number.", min=0, max=4294967295),
+        "ism": Key("str", "ISM Value", doc="DeviceInformation mfModel: the ISM number the "
+                   "EVSE checks against its approved list.", non_empty=True),
+        "hw_version": Key("str", "J3072 Certified", doc="DeviceInformation mfHwVer (carries "
+                          "the J3072 certification, as in the profile's example)."),
+        "serial": Key("str", "SEPGW-EMULATED-PEV", doc="DeviceInformation mfSerNum (VIN)."),
+        "info": Key("str", "sepgw PEV emulator", doc="DeviceInformation mfInfo."),
+        "sw_version": Key("str", "sepgw-pev 0.1", doc="DeviceInformation swVer."),
+        "manufactured": Key("int", 1606809600, doc="DeviceInformation mfDate, Unix time.",
+                            min=0),
+        "max_w": Key("float", 6500.0, doc="Rated active power, W (rtgMaxW; setMaxW is the "
+                     "lower of this and the site's).", min=1),
+        "max_var": Key("float", 3000.0, doc="Rated reactive power, var; 0 makes the PEV "
+                       "2-quadrant.", min=0),
+        "max_wh": Key("float", 60000.0, doc="Usable battery energy, Wh (setMaxWh, "
+                      "V2G-4.9.4-1).", min=1),
+        "max_charge_rate_w": Key("float", 6500.0, doc="Highest charge rate, W.", min=0),
+        "max_discharge_rate_w": Key("float", 6500.0, doc="Highest discharge rate, W.",
+                                    min=0),
+        "min_v": Key("float", 211.0, doc="Lowest grid voltage the inverter operates at, V.",
+                     min=0),
+        "max_v": Key("float", 264.0, doc="Highest grid voltage the inverter operates at, V.",
+                     min=0),
+        "target_soc_pct": Key("float", 85.0, doc="PEVInfo targetStateOfCharge, %.", min=0,
+                              max=100),
+        "reserve_pct": Key("float", 25.0, doc="DERAvailability reservePercent, %.", min=0,
+                           max=100),
+        "charge_needed_in_s": Key("int", 21600, doc="PEVInfo timeChargeIsNeeded, seconds "
+                                  "from now.", min=0),
+    },
+    doc="The vehicle profile the PEV reports over 2030.5 (SAE J3072 Tables C3-C5, C9).",
+)
+
+BEHAVIOUR = Section(
+    {
+        "discharge_before_authorization": Key("bool", False, doc="Misbehave: discharge "
+                                              "whenever the grid is there, authorized or "
+                                              "not."),
+        "exceed_limit": Key("bool", False, doc="Misbehave: report half the real ratings, "
+                            "then discharge at full power once authorized."),
+        "stop_heartbeats": Key("bool", False, doc="Misbehave: never send the DERStatus "
+                               "heartbeat."),
+        "skip_responses": Key("bool", False, doc="Misbehave: never answer DERControls."),
+        "invalid_bodies": Key("bool", False, doc="Misbehave: send schema-invalid bodies."),
+        "report": Key("path", None, doc="Write the run report as JSON to this file at the "
+                      "end (it is always printed to the log)."),
+    },
+    doc="How the PEV behaves: misbehaviour modes for testing chargers (also settable on "
+        "the command line), and the run report.",
+)
 
 PEV_SCHEMA = Section(
     {
@@ -344,6 +403,8 @@ PEV_SCHEMA = Section(
             },
             doc="How to reach the EVSE.",
         ),
+        "vehicle": VEHICLE,
+        "behaviour": BEHAVIOUR,
         "transport": PluginRef("transport", doc="The vehicle's link to the EVSE."),
         "inverter": PluginRef("inverter", doc="The onboard inverter."),
         "logging": LOGGING,

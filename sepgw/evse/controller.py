@@ -117,7 +117,7 @@ class PortController:
         """Service stop: revoke, forbid and open the contactor, stop every timer."""
         self.heartbeat.stop()
         self._cancel_recheck()
-        self._set_granted(False, ("service stopping",))
+        self._set_granted(False, ("service stopping",), "service stopping")
         self.gatekeeper.stop()
 
     # -- link (ILinkListener) ----------------------------------------------------------

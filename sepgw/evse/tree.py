@@ -575,8 +575,6 @@ class _SessionResources:
             raise HTTPError(400, "DeviceInformation/lFDI does not match the LFDI of the "
                                  "client certificate")
         session.written[route.kind] = Stored(body, self.tree._clock.seconds())
-        self.log.debug("{port}: PEV wrote {resource}", port=session.port_name,
-                       resource=type(body).__name__)
         session.emit("resource_written", route.kind, body)
 
     def post(self, route: Route, body: Model) -> Created:

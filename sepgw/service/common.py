@@ -12,27 +12,39 @@ from twisted.python import usage
 from twisted.python.components import Componentized
 
 from sepgw import logs
-from sepgw.config import DEFAULT_PATHS, Config, ConfigError, load
+from sepgw.config import DEFAULT_PATHS, Config, ConfigError, load, validate
+from sepgw.config.loader import read_toml
 from sepgw.interfaces import BuildContext
 from sepgw.security.tls import TLSConfigError, TLSSettings
 from sepgw.service.components import ComponentError, build_component
 from sepgw.service.tree import ComponentService, OrderedMultiService
 
 
-def options_for(role: str) -> type[usage.Options]:
-    """A twistd Options class for ``role`` whose ``postOptions`` validates the config."""
+def options_for(role: str, extra: list[list[Any]] | None = None,
+                override: Any = None) -> type[usage.Options]:
+    """A twistd Options class for ``role`` whose ``postOptions`` validates the config.
+
+    ``extra`` adds option parameters; ``override(options, raw_toml)`` may change the parsed
+    configuration from them before it is validated (command-line overrides)."""
 
     class Options(usage.Options):
         synopsis = f"[--config {DEFAULT_PATHS[role]}]"
         optParameters = [
             ["config", "c", str(DEFAULT_PATHS[role]), "Configuration file (TOML)."],
+            *(extra or []),
         ]
         longdesc = ("The configuration is validated before anything starts; every problem "
                     "is reported with its key path. See docs/configuration.md.")
 
         def postOptions(self) -> None:
+            path = Path(self["config"])
             try:
-                self.loaded = load(Path(self["config"]), role)  # type: ignore[arg-type]
+                if override is None:
+                    self.loaded = load(path, role)  # type: ignore[arg-type]
+                else:
+                    raw = read_toml(path)
+                    override(self, raw)
+                    self.loaded = validate(raw, role, source=path)  # type: ignore[arg-type]
             except ConfigError as e:
                 raise usage.UsageError(str(e))
 

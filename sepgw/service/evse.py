@@ -109,6 +109,19 @@ class EVSEGateway(RoleService):
             service = PortService(controller, **parts)
             service.setServiceParent(self)
             self.ports.append(service)
+        socket = config["operator"]["socket"]
+        if socket is not None:
+            from twisted.application.internet import StreamServerEndpointService
+            from twisted.internet.endpoints import UNIXServerEndpoint
+
+            from sepgw.evse.operator import OperatorFactory
+
+            socket.parent.mkdir(parents=True, exist_ok=True)
+            operator = StreamServerEndpointService(
+                UNIXServerEndpoint(reactor, str(socket), mode=0o600, wantPID=True),
+                OperatorFactory({p.controller.name: p.controller for p in self.ports}))
+            operator.setName("operator")
+            operator.setServiceParent(self)
         self.http = EVSEHTTPServer(self.resources, max_body=server["max_body_bytes"])
         self.https = HTTPSService(reactor, server["addresses"], server["port"],
                                   server_connection_creator(self.tls), self.http.site())

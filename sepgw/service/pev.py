@@ -1,21 +1,25 @@
 """``twistd sepgw-pev``: the PEV role's service tree.
 
-Start order: inverter, transport, then the link to the EVSE. The J3072 client sequence
-(discovery, information exchange, periodic operations) lives in :mod:`sepgw.pev`; at this
-stage the EVSE link establishes mutual TLS and reads the DeviceCapability resource.
+Start order: inverter, transport, then the J3072 client (:mod:`sepgw.pev.session`). On stop
+the client's run report is logged (and written as JSON when configured).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.client import Agent
+from twisted.python import usage
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from sepgw.config import Config
-from sepgw.security.tls import TLSSettings, client_policy
+from sepgw.pev.http import SEPClient
+from sepgw.pev.report import RunReport
+from sepgw.pev.session import J3072Client
+from sepgw.security.tls import client_policy
 from sepgw.service.common import (
     ComponentError,
     RoleService,
@@ -25,69 +29,74 @@ from sepgw.service.common import (
     tls_settings,
 )
 
-Options = options_for("pev")
+MISBEHAVIOURS = ("discharge_before_authorization", "exceed_limit", "stop_heartbeats",
+                 "skip_responses", "invalid_bodies")
 
-MEDIA_TYPE = b"application/sep+xml"
+
+def _override(options: Any, raw: dict[str, Any]) -> None:
+    """Command-line overrides of ``[behaviour]``: ``--misbehave a,b`` and ``--report``."""
+    behaviour = raw.setdefault("behaviour", {})
+    if not isinstance(behaviour, dict):
+        return
+    for name in filter(None, (options["misbehave"] or "").split(",")):
+        if name not in MISBEHAVIOURS:
+            raise usage.UsageError(f"--misbehave: unknown mode {name!r}; known: "
+                                   f"{', '.join(MISBEHAVIOURS)}")
+        behaviour[name] = True
+    if options["report"]:
+        behaviour["report"] = options["report"]
 
 
-class EVSELink(Service):
-    """Reaches the EVSE's DeviceCapability over mutual TLS, retrying until it answers."""
+Options = options_for("pev", [
+    ["misbehave", None, None, "Comma-separated misbehaviour modes: "
+     + ", ".join(MISBEHAVIOURS) + "."],
+    ["report", None, None, "Write the run report as JSON to this file at the end."],
+], _override)
+
+
+class J3072Service(Service):
+    """Runs the J3072 client against the configured EVSE."""
 
     log = Logger()
 
-    def __init__(self, reactor: Any, url: str | None, tls: TLSSettings,
-                 retry_s: float = 5.0) -> None:
-        self.setName("evse-link")
+    def __init__(self, reactor: Any, config: Config, inverter: Any, tls: Any) -> None:
+        self.setName("j3072")
         self._reactor = reactor
-        self.url = url
-        self._agent = Agent(reactor, contextFactory=client_policy(tls))
-        self._retry_s = retry_s
-        self._call: Any = None
-        self.answer: tuple[int, bytes] | None = None
-        self.answered: Deferred[tuple[int, bytes]] = Deferred()
+        self._config = config
+        url = config["evse"]["url"]
+        self.client: J3072Client | None = None
+        self.report = RunReport(reactor.seconds)
+        if url is not None:
+            parts = urlsplit(url)
+            pool = HTTPConnectionPool(reactor, persistent=True)
+            pool._factory.noisy = False  # no "Starting factory" line per connection
+            agent = Agent(reactor, contextFactory=client_policy(tls), pool=pool)
+            self.client = J3072Client(
+                clock=reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}"),
+                lfdi=tls.identity.lfdi, dcap=parts.path or "/",
+                vehicle=config["vehicle"], inverter=inverter,
+                behaviour=config["behaviour"], report=self.report)
 
     def startService(self) -> None:
         super().startService()
-        if self.url is None:
+        if self.client is None:
             self.log.warn("No [evse] url configured and mDNS discovery is not available in "
                           "this version; staying in non-J3072 mode")
             return
-        self._attempt()
+        modes = [m for m in MISBEHAVIOURS if self._config["behaviour"][m]]
+        if modes:
+            self.log.warn("Misbehaving on purpose: {modes}", modes=", ".join(modes))
+        self.log.info("Connecting to the EVSE at {url}", url=self._config["evse"]["url"])
+        self.client.start()
 
     def stopService(self) -> None:
         super().stopService()
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-
-    def _attempt(self) -> None:
-        from twisted.web.http_headers import Headers
-
-        assert self.url is not None
-        self.log.info("Connecting to the EVSE at {url}", url=self.url)
-        d = self._agent.request(b"GET", self.url.encode("ascii"),
-                                Headers({b"Accept": [MEDIA_TYPE]}))
-        d.addCallback(self._response)
-        d.addErrback(self._failed)
-
-    def _response(self, response: Any) -> Deferred[None]:
-        from twisted.web.client import readBody
-
-        def got(body: bytes) -> None:
-            self.answer = (response.code, body)
-            self.log.info("EVSE answered {code} for DeviceCapability ({size} bytes)",
-                          code=response.code, size=len(body))
-            if not self.answered.called:
-                self.answered.callback(self.answer)
-
-        return readBody(response).addCallback(got)
-
-    def _failed(self, failure: Any) -> None:
-        if not self.running:
-            return
-        self.log.warn("Cannot reach the EVSE ({reason}); non-J3072 mode, retrying in "
-                      "{retry:g} s", reason=failure.getErrorMessage() or failure.type.__name__,
-                      retry=self._retry_s)
-        self._call = self._reactor.callLater(self._retry_s, self._attempt)
+        if self.client is not None:
+            self.client.stop()
+        self.log.info("{report}", report=self.report.text())
+        path = self._config["behaviour"]["report"]
+        if path is not None:
+            path.write_text(json.dumps(self.report.as_dict(), indent=2) + "\n")
 
 
 class PEVController(RoleService):
@@ -101,8 +110,8 @@ class PEVController(RoleService):
         self.transport = self.component(config["transport"], "transport")
         self.add_component("inverter", self.inverter)
         self.add_component("transport", self.transport)
-        self.evse = EVSELink(reactor, config["evse"]["url"], self.tls)
-        self.evse.setServiceParent(self)
+        self.j3072 = J3072Service(reactor, config, self.inverter, self.tls)
+        self.j3072.setServiceParent(self)
 
     def _serving(self, _: Any) -> None:
         self.log.info("sepgw PEV running, LFDI {lfdi}", lfdi=self.tls.identity.lfdi)

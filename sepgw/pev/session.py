@@ -1,0 +1,520 @@
+"""The PEV's J3072 sequence (profile 3.4, 4.5-4.9, client side), on the shared model, TLS,
+timing and event services.
+
+Every href comes from a link: nothing but the DeviceCapability path (from mDNS TXT ``dcap``
+or the configured URL) is known in advance. The sequence:
+
+1. discovery: DeviceCapability, Time (the offset to the server's clock), the PEV's own
+   EndDevice found in the EndDeviceList by its LFDI (paging), then the EndDevice;
+2. step 1: the site limits (SelfDevice → DERList → DER → DERSettings);
+3. step 2: DeviceInformation, PowerStatus with PEVInfo, DERCapability, DERSettings adjusted
+   to the site limits, DERAvailability, DERStatus;
+4. step 3: FunctionSetAssignments, Time, DERProgramList, DefaultDERControl, every
+   DERControl (paging) and every referenced DERCurve, handed to the event engine, which
+   answers Received and Started to each control's replyTo;
+5. metrology: the MirrorUsagePoint and its four MirrorMeterReadings;
+6. periodic operations: the DERStatus heartbeat every second, polling of the
+   DefaultDERControl and DERControlList at the DERProgramList's pollRate, PEVInfo and
+   DERAvailability at the EndDevice postRate, readings at the MirrorUsagePoint postRate,
+   the EndDevice and MirrorUsagePoint polled at their lists' pollRate for postRate changes.
+
+A TLS failure, a refused certificate or a missing EndDevice stops the sequence: the PEV
+reverts to "non-J3072 mode" (V2G-4.5.2-4, V2G-4.5.3-4).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping
+
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from sepgw.events import EventEngine
+from sepgw.model import (
+    DERControlList,
+    DERCurve,
+    DERList,
+    DERProgramList,
+    DERSettings,
+    DefaultDERControl,
+    DeviceCapability,
+    EndDevice,
+    EndDeviceList,
+    FunctionSetAssignmentsList,
+    MirrorUsagePoint,
+    MirrorUsagePointList,
+    Response,
+    SelfDevice,
+    Time,
+    serialize,
+)
+from sepgw.pev import vehicle as docs
+from sepgw.pev.http import SEPClient, SEPError
+from sepgw.pev.report import RunReport
+
+DEFAULT_RATE = 15
+"""postRate and pollRate when the EVSE gives none (V2G-4.7.2-10/11/15/16)."""
+HEARTBEAT_S = 1.0
+"""V2G-4.8.1.1-1: DERStatus every second, whatever the postRate."""
+FAILURES_FOR_LOSS = 10
+"""V2G-4.8.1.1-5: ten failed heartbeats in a row are a loss of communications."""
+SUCCESSES_FOR_RESTORE = 3
+CURVE_OPMODS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opModHVRTMayTrip",
+                "opModHVRTMomentaryCessation", "opModHVRTMustTrip", "opModLFRTMayTrip",
+                "opModLFRTMustTrip", "opModLVRTMayTrip", "opModLVRTMomentaryCessation",
+                "opModLVRTMustTrip", "opModVoltVar", "opModVoltWatt", "opModWattPF",
+                "opModWattVar")
+PAGE = 50
+
+
+class NonJ3072(Exception):
+    """The J3072 sequence cannot go on; the PEV reverts to its non-J3072 mode."""
+
+
+class J3072Client:
+    """One PEV's 2030.5 client session with one EVSE."""
+
+    log = Logger()
+
+    def __init__(self, *, clock: Any, http: SEPClient, lfdi: str, dcap: str,
+                 vehicle: Mapping[str, Any], inverter: Any, behaviour: Mapping[str, Any],
+                 report: RunReport | None = None,
+                 mrid: Callable[[], bytes] = lambda: os.urandom(16)) -> None:
+        self.clock = clock
+        self.http = http
+        self.lfdi = lfdi.upper()
+        self.dcap_path = dcap
+        self.vehicle = vehicle
+        self.inverter = inverter
+        self.behaviour = behaviour
+        self.report = report or RunReport(clock.seconds)
+        self.report.evse = http.base
+        self._mrid = mrid
+        self.offset = 0.0
+        self.state = "starting"
+        self.links: dict[str, str] = {}
+        self.rates = {"edev_post": DEFAULT_RATE, "mup_post": DEFAULT_RATE,
+                      "edev_poll": DEFAULT_RATE, "mup_poll": DEFAULT_RATE,
+                      "derp_poll": DEFAULT_RATE}
+        self.site: DERSettings | None = None
+        self.energize = False
+        self.effective: dict[str, Any] = {}
+        self.sleeping = False
+        self.comms_ok = True
+        self._failures = 0
+        self._successes = 0
+        self._loops: dict[str, LoopingCall] = {}
+        self._meters: dict[str, bytes] = {}
+        self._curves: dict[str, DERCurve] = {}
+        self.engine = EventEngine(self.server_now, clock, self._effective, self._respond)
+        self._outbox: Deferred[Any] = Deferred()
+        self._outbox.callback(None)
+        self.authorized_at: float | None = None
+        self.on_authorized: list[Callable[[], None]] = []
+
+    # -- time --------------------------------------------------------------------------
+
+    def server_now(self) -> float:
+        """The EVSE's time: everything is scheduled on the server's time base."""
+        return self.clock.seconds() + self.offset
+
+    def now(self) -> int:
+        return int(self.server_now())
+
+    # -- the sequence ------------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        return ensureDeferred(self.run())
+
+    async def run(self) -> None:
+        try:
+            await self.discover()
+            await self.step1()
+            await self.step2()
+            await self.step3()
+            await self.metrology()
+        except (SEPError, NonJ3072) as e:
+            self.non_j3072(str(e))
+            return
+        self.state = "periodic"
+        self.start_periodic()
+
+    def non_j3072(self, reason: str) -> None:
+        """Stop the J3072 sequence: no discharge, no more requests (V2G-4.5.2-4)."""
+        self.stop()
+        self.state = "non-J3072"
+        self._apply_inverter()
+        self.report.record("revert to non-J3072 mode", False, reason, "V2G-4.5.2-4",
+                           "V2G-4.5.3-4")
+        self.log.error("J3072 sequence stopped, non-J3072 mode: {reason}", reason=reason)
+
+    async def _step(self, name: str, ids: tuple[str, ...], work: Any) -> Any:
+        step = self.report.begin(name, *ids)
+        try:
+            result = await work
+        except Exception as e:
+            self.report.end(step, False, str(e))
+            raise
+        self.report.end(step, True)
+        return result
+
+    async def discover(self) -> None:
+        async def work() -> None:
+            dcap = await self.http.get(self.dcap_path, DeviceCapability)
+            for name in ("TimeLink", "EndDeviceListLink", "SelfDeviceLink",
+                         "MirrorUsagePointListLink"):
+                link = getattr(dcap, name)
+                if link is None:
+                    raise NonJ3072(f"DeviceCapability has no {name}")
+                self.links[name] = link.href
+            await self.read_time(self.links["TimeLink"])
+            edev = await self.find_end_device(self.links["EndDeviceListLink"])
+            self.links["edev"] = edev.href
+            edev = await self.http.get(edev.href, EndDevice)
+            self.end_device = edev
+            for name in ("DeviceInformationLink", "PowerStatusLink", "DERListLink",
+                         "FunctionSetAssignmentsListLink"):
+                link = getattr(edev, name)
+                if link is None:
+                    raise NonJ3072(f"EndDevice {edev.href} has no {name}")
+                self.links[name] = link.href
+            if edev.SubscriptionListLink is not None:
+                self.links["SubscriptionListLink"] = edev.SubscriptionListLink.href
+            self.rates["edev_post"] = edev.postRate or DEFAULT_RATE
+        await self._step("resource discovery", ("V2G-4.5.1-5", "V2G-4.5.3-3", "V2G-4.5.3-5",
+                                                "V2G-4.1.1-5", "V2G-4.1.1-7"), work())
+
+    async def read_time(self, href: str) -> None:
+        time = await self.http.get(href, Time)
+        self.offset = time.currentTime - self.clock.seconds()
+
+    async def find_end_device(self, href: str) -> EndDevice:
+        """Walk the EndDeviceList (with paging) for the EndDevice with this PEV's LFDI."""
+        start = 0
+        while True:
+            page = await self.http.get(href, EndDeviceList, f"?s={start}&l={PAGE}")
+            if page.pollRate:
+                self.rates["edev_poll"] = page.pollRate
+            for edev in page.EndDevice:
+                if edev.lFDI is not None and bytes(edev.lFDI).hex().upper() == self.lfdi:
+                    return edev
+            start += page.results
+            if page.results == 0 or start >= page.all:
+                raise NonJ3072(f"no EndDevice with LFDI {self.lfdi} in {href}")
+
+    async def step1(self) -> None:
+        async def work() -> None:
+            sdev = await self.http.get(self.links["SelfDeviceLink"], SelfDevice)
+            if sdev.DERListLink is None:
+                raise NonJ3072("SelfDevice has no DERListLink")
+            ders = await self.http.get(sdev.DERListLink.href, DERList, "?s=0&l=1")
+            if not ders.DER or ders.DER[0].DERSettingsLink is None:
+                raise NonJ3072("SelfDevice has no DER with DERSettings")
+            self.site = await self.http.get(ders.DER[0].DERSettingsLink.href, DERSettings)
+        await self._step("step 1: site limits", ("V2G-4.6-1", "V2G-4.6.1-2"), work())
+
+    def _reported_vehicle(self) -> Mapping[str, Any]:
+        """The vehicle profile as reported; ``exceed_limit`` under-reports its ratings."""
+        if not self.behaviour.get("exceed_limit"):
+            return self.vehicle
+        v = dict(self.vehicle)
+        for key in ("max_w", "max_discharge_rate_w"):
+            v[key] = self.vehicle[key] / 2
+        return v
+
+    async def step2(self) -> None:
+        async def work() -> None:
+            assert self.site is not None
+            now = self.now()
+            reading = self.inverter.reading()
+            vehicle = self._reported_vehicle()
+            await self._put(self.links["DeviceInformationLink"],
+                            docs.device_information(vehicle, self.lfdi))
+            await self._put(self.links["PowerStatusLink"],
+                            docs.power_status(vehicle, reading.state_of_charge_pct,
+                                              reading.active_power_w, now))
+            ders = await self.http.get(self.links["DERListLink"], DERList, "?s=0&l=1")
+            if not ders.DER:
+                raise NonJ3072("the EndDevice's DERList is empty")
+            der = ders.DER[0]
+            for name in ("DERCapabilityLink", "DERSettingsLink", "DERAvailabilityLink",
+                         "DERStatusLink"):
+                link = getattr(der, name)
+                if link is None:
+                    raise NonJ3072(f"the PEV's DER has no {name}")
+                self.links[name] = link.href
+            await self._put(self.links["DERCapabilityLink"], docs.der_capability(vehicle))
+            await self._put(self.links["DERSettingsLink"],
+                            docs.der_settings(vehicle, self.site, now))
+            await self._put(self.links["DERAvailabilityLink"],
+                            docs.der_availability(vehicle, reading.state_of_charge_pct, now))
+            await self._put(self.links["DERStatusLink"], self._der_status())
+        await self._step("step 2: configuration sent", (
+            "V2G-4.6.2.1-1", "V2G-4.6.2.1-2", "V2G-4.6.2.2-1", "V2G-4.6.2.3-1",
+            "V2G-4.6.2.4-1", "V2G-4.6.2.5-1"), work())
+
+    async def _put(self, href: str, obj: Any) -> None:
+        if self.behaviour.get("invalid_bodies"):
+            body = serialize(obj).replace(b"</", b"<bogus>x</bogus></", 1)
+            await self.http.put(href, body)
+            return
+        await self.http.put(href, obj)
+
+    async def step3(self) -> None:
+        async def work() -> None:
+            fsas = await self.http.get(self.links["FunctionSetAssignmentsListLink"],
+                                       FunctionSetAssignmentsList, "?s=0&l=1")
+            if not fsas.FunctionSetAssignments:
+                raise NonJ3072("no FunctionSetAssignments")
+            fsa = fsas.FunctionSetAssignments[0]
+            if fsa.TimeLink is not None:
+                await self.read_time(fsa.TimeLink.href)
+            if fsa.DERProgramListLink is None:
+                raise NonJ3072("FunctionSetAssignments has no DERProgramListLink")
+            self.links["DERProgramListLink"] = fsa.DERProgramListLink.href
+            await self.read_program()
+        await self._step("step 3: management information", (
+            "V2G-4.5.3.5-3", "V2G-4.5.3.5-11", "V2G-4.6.3-9", "V2G-4.7.1-3"), work())
+
+    async def read_program(self) -> None:
+        """The DERProgram, its DefaultDERControl, every DERControl and every DERCurve."""
+        programs = await self.http.get(self.links["DERProgramListLink"], DERProgramList,
+                                       "?s=0&l=1")
+        if not programs.DERProgram:
+            raise NonJ3072("the DERProgramList is empty")
+        self.rates["derp_poll"] = programs.pollRate or DEFAULT_RATE
+        program = programs.DERProgram[0]
+        if program.DefaultDERControlLink is None or program.DERControlListLink is None:
+            raise NonJ3072("the DERProgram lacks DefaultDERControl or DERControlList links")
+        self.program = program
+        await self.poll_controls()
+
+    async def poll_controls(self) -> None:
+        program = self.program
+        default = await self.http.get(program.DefaultDERControlLink.href, DefaultDERControl)
+        controls = []
+        start = 0
+        while True:
+            page = await self.http.get(program.DERControlListLink.href, DERControlList,
+                                       f"?s={start}&l={PAGE}")
+            controls += page.DERControl
+            start += page.results
+            if page.results == 0 or start >= page.all:
+                break
+        for control in controls:
+            for name in CURVE_OPMODS:
+                link = getattr(control.DERControlBase, name)
+                if link is not None and link.href not in self._curves:
+                    self._curves[link.href] = await self.http.get(link.href, DERCurve)
+        self.engine.update_program(program.href or "", program.primacy, default, controls)
+
+    async def metrology(self) -> None:
+        async def work() -> None:
+            href = self.links["MirrorUsagePointListLink"]
+            location = await self.http.post(href, docs.mirror_usage_point(
+                self.lfdi, self._mrid()))
+            if not location:
+                raise NonJ3072("the EVSE gave no Location for the MirrorUsagePoint")
+            self.links["mup"] = location
+            for key, *_ in docs.METERS:
+                self._meters[key] = self._mrid()
+                await self.http.post(location, docs.meter_reading_type(self._meters[key], key))
+            points = await self.http.get(href, MirrorUsagePointList, "?s=0&l=1")
+            self.rates["mup_poll"] = points.pollRate or DEFAULT_RATE
+            await self.poll_mirror()
+        await self._step("metrology set up", ("V2G-4.7.2-21", "V2G-4.7.2-22",
+                                              "V2G-4.7.2-27"), work())
+
+    async def poll_mirror(self) -> None:
+        mup = await self.http.get(self.links["mup"], MirrorUsagePoint)
+        self.rates["mup_post"] = mup.postRate or DEFAULT_RATE
+
+    # -- events and the inverter --------------------------------------------------------
+
+    def _respond(self, control: Any, status: int) -> None:
+        if self.behaviour.get("skip_responses") or not control.replyTo:
+            return
+        response = Response(createdDateTime=self.now(), endDeviceLFDI=bytes.fromhex(self.lfdi),
+                            status=int(status), subject=bytes(control.mRID))
+
+        def send(_: Any) -> Deferred[Any]:
+            d = self.http.post(control.replyTo, response)
+            return d.addErrback(lambda f: self.log.warn(
+                "Response {status} to {href} failed: {reason}", status=int(status),
+                href=control.replyTo, reason=f.getErrorMessage()))
+
+        # One at a time, in order: responses reuse the persistent connection.
+        self._outbox.addCallback(send)
+
+    def _effective(self, effective: Any) -> None:
+        self.effective = {name: v.value for name, v in effective.controls.items()}
+        energize = bool(effective.energize)
+        if energize != self.energize:
+            self.energize = energize
+            if energize:
+                self.authorized_at = self.clock.seconds()
+                self.report.record("authorized to discharge (opModEnergize true)", True, "",
+                                   "V2G-4.6.4-2")
+                for callback in list(self.on_authorized):
+                    callback()
+            else:
+                self.report.record("authorization revoked (opModEnergize false)", True, "",
+                                   "V2G-4.6.4-3", "V2G-4.8.1.2-3")
+            self.log.info("opModEnergize {value}", value=energize)
+        self._apply_inverter()
+
+    @property
+    def may_discharge(self) -> bool:
+        return (self.energize and self.comms_ok and not self.sleeping
+                and self.state == "periodic")
+
+    def _apply_inverter(self) -> None:
+        """Tell the inverter what is in effect, in plain units (IInverter.apply)."""
+        controls: dict[str, Any] = {}
+        for name, value in self.effective.items():
+            if name in ("opModFixedW", "opModMaxLimW"):
+                controls[name] = value / 100.0
+            elif name in CURVE_OPMODS and value is not None:
+                curve = self._curves.get(value.href)
+                controls[name] = curve
+            else:
+                controls[name] = value
+        controls["opModEnergize"] = self.may_discharge
+        if self.behaviour.get("discharge_before_authorization"):
+            controls["opModEnergize"] = True
+            controls.setdefault("opModFixedW", 50.0)
+        if self.behaviour.get("exceed_limit") and self.may_discharge:
+            controls["opModFixedW"] = 100.0
+            controls.pop("opModMaxLimW", None)
+        summary = (controls["opModEnergize"], controls.get("opModFixedW"),
+                   controls.get("opModMaxLimW"))
+        if summary != getattr(self, "_applied", None):
+            self._applied = summary
+            self.log.info("Inverter: discharge {allowed}, opModFixedW {fixed}, opModMaxLimW "
+                          "{limit}", allowed="allowed" if summary[0] else "forbidden",
+                          fixed="-" if summary[1] is None else f"{summary[1]:g} %",
+                          limit="-" if summary[2] is None else f"{summary[2]:g} %")
+        try:
+            self.inverter.apply(controls)
+        except Exception:
+            self.log.failure("The inverter refused its controls")
+
+    # -- periodic operations ------------------------------------------------------------
+
+    def start_periodic(self) -> None:
+        self._loop("heartbeat", HEARTBEAT_S, self.heartbeat)
+        self._loop("controls", self.rates["derp_poll"], self._poll_controls)
+        self._loop("status", self.rates["edev_post"], self._post_status)
+        self._loop("readings", self.rates["mup_post"], self._post_readings)
+        self._loop("rates", min(self.rates["edev_poll"], self.rates["mup_poll"]),
+                   self._poll_rates)
+        self.report.record("periodic operations started", True,
+                           f"poll {self.rates['derp_poll']} s, post "
+                           f"{self.rates['edev_post']}/{self.rates['mup_post']} s",
+                           "V2G-4.1.4-4", "V2G-4.7.2-8", "V2G-4.8.1.1-1")
+
+    def _loop(self, name: str, interval: float, work: Callable[[], Any]) -> None:
+        old = self._loops.pop(name, None)
+        if old is not None and old.running:
+            old.stop()
+        loop = LoopingCall(self._guard, name, work)
+        loop.clock = self.clock
+        self._loops[name] = loop
+        loop.start(interval, now=False)
+
+    def _guard(self, name: str, work: Callable[[], Any]) -> None:
+        d = ensureDeferred(work())
+        d.addErrback(lambda f: self.log.warn("{name} failed: {reason}", name=name,
+                                             reason=f.getErrorMessage()))
+
+    def stop(self) -> None:
+        for loop in self._loops.values():
+            if loop.running:
+                loop.stop()
+        self._loops.clear()
+        self.engine.stop()
+
+    def _der_status(self) -> Any:
+        status = 2 if self.sleeping else (0 if self.may_discharge else 3)
+        return docs.der_status(status, self.inverter.reading().state_of_charge_pct, self.now())
+
+    async def heartbeat(self) -> None:
+        """DERStatus every second; loss of communications after 10 failures (4.8.1.1)."""
+        if self.behaviour.get("stop_heartbeats") or self.sleeping:
+            return
+        try:
+            await self._put(self.links["DERStatusLink"], self._der_status())
+        except SEPError as e:
+            self._failures += 1
+            self._successes = 0
+            if self._failures == FAILURES_FOR_LOSS and self.comms_ok:
+                self.comms_ok = False
+                self._apply_inverter()
+                self.report.record("loss of communications: discharge ceased", True, str(e),
+                                   "V2G-4.8.1.1-5")
+            return
+        self._failures = 0
+        self._successes += 1
+        if not self.comms_ok and self._successes >= SUCCESSES_FOR_RESTORE:
+            self.comms_ok = True
+            self._apply_inverter()
+            self.report.record("communications restored", True, "", "V2G-4.8.1.1-5")
+
+    async def _poll_controls(self) -> None:
+        if not self.sleeping:
+            await self.poll_controls()
+
+    async def _post_status(self) -> None:
+        if self.sleeping:
+            return
+        reading = self.inverter.reading()
+        now = self.now()
+        await self._put(self.links["PowerStatusLink"], docs.power_status(
+            self.vehicle, reading.state_of_charge_pct, reading.active_power_w, now))
+        await self._put(self.links["DERAvailabilityLink"], docs.der_availability(
+            self.vehicle, reading.state_of_charge_pct, now))
+
+    async def _post_readings(self) -> None:
+        """Table 6 monitoring while awake and authorized (V2G-4.7.2-6/-7)."""
+        if self.sleeping or not self.energize:
+            return
+        r = self.inverter.reading()
+        now = self.now()
+        for key, value in (("w", r.active_power_w), ("var", r.reactive_power_var),
+                           ("v", r.voltage_v), ("hz", r.frequency_hz)):
+            await self.http.post(self.links["mup"],
+                                 docs.meter_reading(self._meters[key], key, value, now))
+
+    async def _poll_rates(self) -> None:
+        """Follow postRate changes (V2G-4.7.2-13)."""
+        if self.sleeping:
+            return
+        edev = await self.http.get(self.links["edev"], EndDevice)
+        await self.poll_mirror()
+        post = edev.postRate or DEFAULT_RATE
+        changed = post != self.rates["edev_post"]
+        self.rates["edev_post"] = post
+        if changed:
+            self._loop("status", post, self._post_status)
+        if self._loops["readings"].interval != self.rates["mup_post"]:
+            self._loop("readings", self.rates["mup_post"], self._post_readings)
+
+    # -- sleep / wake (4.8.3) -------------------------------------------------------------
+
+    async def sleep(self) -> None:
+        """Post inverterStatus 2, then stop sending anything (V2G-4.8.3-1/-2)."""
+        self.sleeping = True
+        self._apply_inverter()
+        await self._put(self.links["DERStatusLink"], self._der_status())
+        self.report.record("sleeping", True, "", "V2G-4.8.3-1", "V2G-4.8.3-2")
+
+    async def wake(self) -> None:
+        """Re-acquire the management information, then post inverterStatus 0 (4.8.3)."""
+        await self.step3()
+        self.sleeping = False
+        status = docs.der_status(0, self.inverter.reading().state_of_charge_pct, self.now())
+        await self._put(self.links["DERStatusLink"], status)
+        self._apply_inverter()
+        self.report.record("awake", True, "", "V2G-4.8.3-4", "V2G-4.8.3-5")
