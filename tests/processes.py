@@ -43,8 +43,8 @@ class Process:
         self._selector.register(self.popen.stdout, selectors.EVENT_READ)
 
     @classmethod
-    def twistd(cls, plugin: str, config: Path) -> "Process":
-        return cls([TWISTD, "-n", "--pidfile=", plugin, "--config", str(config)])
+    def twistd(cls, plugin: str, config: Path, *options: str) -> "Process":
+        return cls([TWISTD, "-n", "--pidfile=", plugin, "--config", str(config), *options])
 
     @property
     def output(self) -> str:

@@ -1,0 +1,86 @@
+"""End to end on the simulated electrical link: `twistd sepgw` and `twistd sepgw-pev`
+with the default configurations, real TLS on loopback and real UDP link frames."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import time
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from sepgw.cli import control
+from tests.helpers import shared_pki
+from tests.processes import Process, free_port
+from tests.test_e2e_twistd import write_configs
+
+
+def operator_socket(config: Path) -> Path:
+    for line in config.read_text().splitlines():
+        if line.startswith("socket = "):
+            return Path(line.split("=", 1)[1].strip().strip('"'))
+    raise AssertionError("no operator socket in the configuration")
+
+
+def ctl(sock: Path, *words: str) -> dict:
+    out, err = io.StringIO(), io.StringIO()
+    assert control(sock, list(words), out, err) == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+class SimulatedLinkTests(SynchronousTestCase):
+    def start(self, *pev_args: str) -> tuple[Process, Process, Path, Path]:
+        directory = Path(self.mktemp()).absolute()
+        evse_cfg, pev_cfg = write_configs(directory, free_port(), shared_pki())
+        evse = Process.twistd("sepgw", evse_cfg)
+        self.addCleanup(evse.kill)
+        evse.wait_for(r"sepgw EVSE serving")
+        pev = Process.twistd("sepgw-pev", pev_cfg, *pev_args)
+        self.addCleanup(pev.kill)
+        return evse, pev, operator_socket(evse_cfg), directory
+
+    def test_honest_pev_authorized_and_discharges(self) -> None:
+        """The emulated PEV completes the J3072 sequence, is authorized, and discharges per
+        the operator's opModFixedW: the EVSE's own meter measures it on the link.
+        V2G-4.8.2-1 V2G-4.8.2-2 V2G-4.6.4-2"""
+        report_path = Path(self.mktemp()).absolute()
+        evse, pev, sock, _ = self.start("--report", str(report_path))
+        evse.wait_for(r"port1: not authorized -> authorized", timeout=30)
+        pev.wait_for(r"opModEnergize True")
+        self.assertEqual(ctl(sock, "fixed-w", "port1", "50"), {"ok": True})
+        pev.wait_for(r"Inverter: discharge allowed, opModFixedW 50 %")
+        status: dict = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # polling the operator status, as a user would
+            status = ctl(sock, "status")["ports"][0]
+            if status["meter"] and status["meter"]["w"] > 3000:
+                break
+            time.sleep(0.1)
+        self.assertEqual(status["state"], "authorized")
+        self.assertEqual(status["contactor"], "closed")
+        self.assertEqual(status["meter"]["w"], 3250.0)
+        self.assertEqual(pev.terminate(), -signal.SIGTERM, pev.output)
+        self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
+        self.assertNotIn("Traceback", evse.output + pev.output)
+        report = json.loads(report_path.read_text())
+        self.assertTrue(report["passed"], report)
+        names = [step["name"] for step in report["steps"]]
+        self.assertIn("authorized to discharge (opModEnergize true)", names)
+
+    def test_rogue_pev_cut_off(self) -> None:
+        """A PEV discharging before it is authorized has the contactor opened by the EVSE
+        gatekeeper, and the contactor stays open. V2G-4.8.1.2-1 V2G-4.8.1.2-2"""
+        evse, pev, sock, _ = self.start("--misbehave", "discharge_before_authorization,"
+                                        "skip_responses")
+        evse.wait_for(r"contactor opened: discharging \d+ W without authorization",
+                      timeout=30)
+        pev.wait_for(r"grid lost")
+        status = ctl(sock, "status")["ports"][0]
+        self.assertEqual(status["contactor"], "open")
+        self.assertFalse(status["contactor_allowed"])
+        self.assertFalse(status["authorized"])
+        self.assertIn("without authorization", status["violation"])
+        self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
+        pev.terminate()
