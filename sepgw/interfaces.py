@@ -179,8 +179,9 @@ class IInverter(IComponent):
     def apply(controls: Mapping[str, Any]) -> None:
         """Apply the controls and curves in effect, by 2030.5 opMod name, in plain units:
         ``opModEnergize`` a bool, ``opModFixedW`` and ``opModMaxLimW`` in percent of the
-        PEV's setMaxW (float; for opModFixedW positive discharges, V2G-4.8.2-2), curves as
-        lists of (x, y) points in the units of their DERCurve type."""
+        PEV's setMaxW (float; for opModFixedW positive discharges, V2G-4.8.2-2), curves and
+        the other functions as documented in :mod:`sepgw.pev.controls`. A function absent
+        from the mapping is disabled (V2G-4.9.1-2)."""
 
     def reading() -> InverterReading:
         """The latest measurement and state of charge."""

@@ -51,6 +51,7 @@ from sepgw.model import (
     serialize,
 )
 from sepgw.pev import vehicle as docs
+from sepgw.pev.controls import enter_service, plain
 from sepgw.pev.http import SEPClient, SEPError
 from sepgw.pev.report import RunReport
 
@@ -101,6 +102,7 @@ class J3072Client:
         self.site: DERSettings | None = None
         self.energize = False
         self.effective: dict[str, Any] = {}
+        self._settings: dict[str, int] = {}
         self.sleeping = False
         self.comms_ok = True
         self._failures = 0
@@ -350,6 +352,7 @@ class J3072Client:
 
     def _effective(self, effective: Any) -> None:
         self.effective = {name: v.value for name, v in effective.controls.items()}
+        self._settings = dict(effective.settings)
         energize = bool(effective.energize)
         if energize != self.energize:
             self.energize = energize
@@ -372,15 +375,10 @@ class J3072Client:
 
     def _apply_inverter(self) -> None:
         """Tell the inverter what is in effect, in plain units (IInverter.apply)."""
-        controls: dict[str, Any] = {}
-        for name, value in self.effective.items():
-            if name in ("opModFixedW", "opModMaxLimW"):
-                controls[name] = value / 100.0
-            elif name in CURVE_OPMODS and value is not None:
-                curve = self._curves.get(value.href)
-                controls[name] = curve
-            else:
-                controls[name] = value
+        controls: dict[str, Any] = {name: plain(name, value, self._curves)
+                                    for name, value in self.effective.items()}
+        if self._settings:
+            controls["enter_service"] = enter_service(self._settings)
         controls["opModEnergize"] = self.may_discharge
         if self.behaviour.get("discharge_before_authorization"):
             controls["opModEnergize"] = True
