@@ -168,3 +168,61 @@ class PEVControllerTests(PKIMixin, SynchronousTestCase):
         self.assertTrue(pev.transport.is_up)
         self.successResultOf(pev.stopService())
         self.assertFalse(pev.transport.is_up)
+
+
+RECORDING_UPLINK = '''
+from zope.interface import implementer
+from sepgw.interfaces import IUplink
+from sepgw.plugin import PluginFactory
+
+@implementer(IUplink)
+class RecordingUplink:
+    def __init__(self):
+        self.sink = None
+        self.published = []
+    def start(self):
+        pass
+    def stop(self):
+        pass
+    def set_control_sink(self, sink):
+        self.sink = sink
+    def publish(self, telemetry):
+        self.published.append(telemetry)
+
+uplink = PluginFactory(kind="uplink", name="recording", description="Records for tests.",
+                       build=lambda config, context: RecordingUplink())
+'''
+
+
+class UplinkTests(PKIMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        from tests.helpers import write_plugin
+
+        directory = Path(self.mktemp()).absolute()
+        write_plugin(directory / "dropins", "recording_uplink", RECORDING_UPLINK)
+        path = evse_config(directory, '[uplink]\nplugin = "recording"\n', pki=self.pki,
+                           port=18443, plugin_dirs=["dropins"])
+        self.reactor = MemoryReactorClock()
+        self.gateway = EVSEGateway(load(path, "evse"), self.reactor)
+        self.uplink = self.gateway.uplink
+        self.gateway.startService()
+
+    def test_telemetry_published(self) -> None:
+        """The gateway publishes every port's status to the uplink at the postRate."""
+        self.reactor.advance(15)
+        [telemetry] = self.uplink.published
+        self.assertEqual(telemetry["ports"][0]["port"], "port1")
+        self.assertEqual(telemetry["ports"][0]["contactor"], "open")
+
+    def test_uplink_control_reaches_port(self) -> None:
+        """A utility's opModFixedW control from the uplink becomes a DERControl for the
+        port's PEV; an unknown port is logged and ignored. V2G-4.8.2-1"""
+        from tests.test_evse_server import identities
+
+        session = self.gateway.resources.attach(identities()["pev"], 0)
+        self.uplink.sink({"port": "port1", "opModFixedW": 25.0})
+        [control] = self.gateway.resources.management(session).extras()
+        self.assertEqual(control.DERControlBase.opModFixedW, 2500)
+        self.uplink.sink({"port": "port9", "opModFixedW": 25.0})
+        self.uplink.sink({"port": "port1", "opModFixedW": None})
+        self.assertEqual(self.gateway.resources.management(session).extras(), [])

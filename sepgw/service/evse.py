@@ -12,6 +12,8 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.logger import Logger
 
+from twisted.internet.task import LoopingCall
+
 from sepgw.config import Config
 from sepgw.evse.http import EVSEHTTPServer
 from sepgw.evse.notify import Notifier, https_agent_factory
@@ -90,8 +92,10 @@ class EVSEGateway(RoleService):
             notifier=self.notifier)
         self.ports: list[PortService] = []
         self.policy = None
+        self.uplink = None
         if config["uplink"] is not None:
-            self.add_component("uplink", self.component(config["uplink"], "uplink"))
+            self.uplink = self.component(config["uplink"], "uplink")
+            self.add_component("uplink", self.uplink)
         if config["policy"] is not None:
             self.policy = self.component(config["policy"], "policy")
             self.add_component("policy", self.policy)
@@ -127,9 +131,52 @@ class EVSEGateway(RoleService):
                                   server_connection_creator(self.tls), self.http.site())
         self.https.setServiceParent(self)
 
+        if self.uplink is not None:
+            self.uplink.set_control_sink(self.uplink_control)
+            self._telemetry = LoopingCall(self.publish_telemetry)
+            self._telemetry.clock = reactor
+
+    def startService(self) -> Any:
+        d = super().startService()
+        if self.uplink is not None:
+            self._telemetry.start(float(self.config["server"]["post_rate"]), now=False)
+        return d
+
     def stopService(self) -> Any:
+        if self.uplink is not None and self._telemetry.running:
+            self._telemetry.stop()
         self.notifier.stop()
         return super().stopService()
+
+    def uplink_control(self, control: Any) -> None:
+        """A utility control from the DME uplink: ``{"port": NAME, "opModFixedW": percent}``
+        asks that port's PEV to discharge (positive) or charge (negative); ``None`` withdraws
+        it (coordinated charging, 4.8.2). Bad controls are logged and ignored."""
+        try:
+            name = control["port"]
+            port = next(p.controller for p in self.ports if p.controller.name == name)
+            value = control.get("opModFixedW")
+            if value is None:
+                port.clear_fixed_w()
+            else:
+                port.set_fixed_w(float(value))
+        except StopIteration:
+            self.log.error("Uplink control for unknown port {port!r} ignored",
+                           port=control.get("port"))
+        except (KeyError, TypeError, ValueError, LookupError) as e:
+            self.log.error("Uplink control {control!r} ignored: {error}", control=control,
+                           error=e)
+
+    def publish_telemetry(self) -> None:
+        """Every port's status, meter and session, towards the utility."""
+        from sepgw.evse.operator import port_status
+
+        assert self.uplink is not None
+        try:
+            self.uplink.publish({"time": self.reactor.seconds(),
+                                 "ports": [port_status(p.controller) for p in self.ports]})
+        except Exception:
+            self.log.failure("The uplink failed to take telemetry")
 
     def _serving(self, _: Any) -> None:
         server = self.config["server"]
