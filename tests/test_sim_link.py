@@ -646,14 +646,15 @@ class PEVSideTests(SynchronousTestCase):
     def test_follows_controls_with_grid(self) -> None:
         """With fresh grid frames the inverter sees their voltage and frequency; it produces
         nothing until energized, then opModFixedW percent of max W, and its POWER frames
-        carry that actual output."""
-        self.grid_for(0.2, 244.0, 60.1)
+        carry that actual output. (60.03 Hz is inside the frequency droop's default 0.036 Hz
+        deadband, so droop, ON by default per V2G-4.9.3-1, changes nothing.)"""
+        self.grid_for(0.2, 244.0, 60.03)
         self.assertEqual(self.inverter.reading().active_power_w, 0.0)
         self.inverter.apply({"opModEnergize": True, "opModFixedW": 50})
-        self.grid_for(0.2, 244.0, 60.1)
+        self.grid_for(0.2, 244.0, 60.03)
         reading = self.inverter.reading()
         self.assertEqual((reading.active_power_w, reading.voltage_v, reading.frequency_hz),
-                         (3600.0, 244.0, 60.1))
+                         (3600.0, 244.0, 60.03))
         self.assertEqual(self.sent_power()[-1], 3600.0)
         self.inverter.apply({"opModEnergize": False, "opModFixedW": 50})
         self.assertEqual(self.inverter.reading().active_power_w, 0.0)
