@@ -68,7 +68,7 @@ class ServerFixture:
             mrid=lambda: next(counter).to_bytes(16, "big"))
         self.ids = identities()
         self.server = EVSEHTTPServer(self.resources, max_body=4096, identify=self._identify)
-        self.stub = StubTreq(self.server.app.resource())
+        self.stub = StubTreq(self.server.resource())
         self.bodies: list[tuple[str, bytes]] = []
         """Every 200 response body, with its request, for schema validation."""
 

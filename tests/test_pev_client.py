@@ -100,7 +100,7 @@ class World:
         self.port.start()
         self.port.link_up(LinkPeer(address="::1"))
         server = EVSEHTTPServer(self.resources, identify=self._identify)
-        self.traversal = RequestTraversalAgent(server.app.resource())
+        self.traversal = RequestTraversalAgent(server.resource())
         self.agent = IdentifiedAgent(self.traversal, "pev")
         self.inverter = RecordingInverter()
         vehicle = load(ETC / "pev.toml", "pev")["vehicle"]

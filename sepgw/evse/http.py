@@ -1,9 +1,13 @@
-"""The EVSE's 2030.5 server over HTTP(S): Klein in front of :class:`EVSEResources`.
+"""The EVSE's 2030.5 server over HTTP(S): one twisted.web leaf resource in front of
+:class:`EVSEResources`.
 
-One catch-all Klein route hands every request to the resource tree, whose URI table is an
-exact-match dictionary (the URIs are fixed per session, V2G-4.1.2-1). Errors are mapped in
-one place: a client mistake gets its 4xx status and a one-line reason in a text/plain body,
-and nothing is changed; a server fault gets 500 and a logged traceback.
+Every request goes to :meth:`EVSEHTTPServer.dispatch`, and the resource tree finds the
+resource in an exact-match dictionary (the URIs are fixed per session, V2G-4.1.2-1). A
+routing framework adds nothing to one catch-all route: Klein's routing cost about a sixth
+of the server's time under the periodic load of ``benchmarks/server.py``, so it is not
+used here. Errors are mapped in one place: a client mistake gets its 4xx status and a
+one-line reason in a text/plain body, and nothing is changed; a server fault gets 500 and
+a logged traceback.
 
 Bodies larger than ``max_body`` are refused with 413 while they arrive, without buffering
 them (see :class:`LimitedRequest`).
@@ -13,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from sepgw.evse.tree import EVSEResources, HTTPError
@@ -24,7 +28,6 @@ from sepgw.model.paging import parse_query
 from sepgw.security.identity import PeerIdentity, peer_identity
 
 _MEDIA = MEDIA_TYPE.encode("ascii")
-_METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"]
 
 
 class LimitedRequest(Request):
@@ -52,9 +55,8 @@ class LimitedRequest(Request):
 
 
 class EVSEHTTPServer:
-    """The Klein application of the EVSE's 2030.5 server."""
+    """The HTTP face of the EVSE's 2030.5 server."""
 
-    app = Klein()
     log = Logger()
 
     def __init__(self, resources: EVSEResources, *, max_body: int = 65536,
@@ -63,16 +65,20 @@ class EVSEHTTPServer:
         self.max_body = max_body
         self._identify = identify
 
+    def resource(self) -> Resource:
+        """The twisted.web resource answering every path."""
+        return _Root(self)
+
     def site(self) -> Site:
-        """A twisted.web Site serving this app, with body limits and no access log."""
-        site = Site(self.app.resource())
+        """A twisted.web Site serving this server, with body limits, no access log and no
+        form decoding (2030.5 never posts forms)."""
+        site = Site(self.resource(), parsePOSTFormSubmission=False)
         site.requestFactory = LimitedRequest
         site.max_body = self.max_body  # type: ignore[attr-defined]
         site.log = lambda request: None  # type: ignore[method-assign]
         site.noisy = False
         return site
 
-    @app.route("/", branch=True, methods=_METHODS)
     def dispatch(self, request: IRequest) -> bytes:
         method = request.method.decode("ascii", "replace")
         path = request.path.decode("utf-8", "replace")
@@ -149,3 +155,16 @@ class EVSEHTTPServer:
                           path=request.path.decode("utf-8", "replace"), code=error.code,
                           reason=error.reason)
         return (error.reason + "\n").encode("utf-8")
+
+
+class _Root(Resource):
+    """A leaf resource handing every request, whatever its method, to the server."""
+
+    isLeaf = True
+
+    def __init__(self, server: EVSEHTTPServer) -> None:
+        super().__init__()
+        self._server = server
+
+    def render(self, request: Any) -> bytes:
+        return self._server.dispatch(request)
