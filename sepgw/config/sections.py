@@ -389,6 +389,42 @@ BEHAVIOUR = Section(
         "the command line), and the run report.",
 )
 
+def _host(value: str) -> str | None:
+    if not value or any(c in value for c in " /[]?#"):
+        return f"{value!r} must be a bare IP address or host name (no brackets, port or path)"
+    return None
+
+
+NOTIFICATIONS = Section(
+    {
+        "enabled": Key("bool", True, doc="Subscribe to the DERControlList, DefaultDERControl, "
+                       "FunctionSetAssignmentsList and DERProgramList and receive their "
+                       "Notifications (V2G-4.1.4-3). Off: poll them at the EVSE's pollRate "
+                       "(V2G-4.1.4-4)."),
+        "address": Key("str", "::1", doc="Address the notification endpoint listens on "
+                       "(HTTPS with mutual TLS, this PEV's certificate; only the EVSE the "
+                       "PEV is connected to is admitted). In a vehicle: its ULA on the "
+                       "PLC link, or `::`.", validator=_host),
+        "port": Key("int", 0, doc="TCP port of the notification endpoint; 0 takes a free "
+                    "one.", min=0, max=65535),
+        "path": Key("str", "/ntfy", doc="Path of the notification endpoint.",
+                    validator=_abs_uri_path),
+        "advertise": Key("str", None, doc="Host put in the notificationURI. Default: "
+                         "`address`, or when that is a wildcard (`::`, `0.0.0.0`) the "
+                         "local address the PEV reaches the EVSE from.", validator=_host),
+        "limit": Key("int", 50, doc="Subscription limit: list entries embedded in a "
+                     "notification; the PEV GETs the rest of a longer list.", min=1,
+                     max=255),
+        "safety_poll_s": Key("float", 30.0, doc="How often the PEV checks that each "
+                             "subscription still exists (GET of its Location; a missing one "
+                             "falls back to polling) and reads the subscribed controls again "
+                             "in case a notification was lost; 0 turns it off.", min=0,
+                             max=3600),
+    },
+    doc="Subscription/Notification (profile 4.1.4, 5.9): the PEV's notification "
+        "endpoint and subscriptions.",
+)
+
 PEV_SCHEMA = Section(
     {
         "pev": _common("The vehicle (or emulator) itself.", "/var/lib/sepgw-pev"),
@@ -404,6 +440,7 @@ PEV_SCHEMA = Section(
             doc="How to reach the EVSE.",
         ),
         "vehicle": VEHICLE,
+        "notifications": NOTIFICATIONS,
         "behaviour": BEHAVIOUR,
         "transport": PluginRef("transport", doc="The vehicle's link to the EVSE."),
         "inverter": PluginRef("inverter", doc="The onboard inverter."),

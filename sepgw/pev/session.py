@@ -11,10 +11,16 @@ or the configured URL) is known in advance. The sequence:
    to the site limits, DERAvailability, DERStatus;
 4. step 3: FunctionSetAssignments, Time, DERProgramList, DefaultDERControl, every
    DERControl (paging) and every referenced DERCurve, handed to the event engine, which
-   answers Received and Started to each control's replyTo;
+   answers Received and Started to each control's replyTo. With a notification endpoint
+   (``notify_uri``) each Table 4 resource is subscribed to just before it is first read
+   (so no change can fall between the read and the subscription): the
+   FunctionSetAssignmentsList, the DERProgramList, the DefaultDERControl and the
+   DERControlList (V2G-4.1.4-3);
 5. metrology: the MirrorUsagePoint and its four MirrorMeterReadings;
 6. periodic operations: the DERStatus heartbeat every second, polling of the
-   DefaultDERControl and DERControlList at the DERProgramList's pollRate, PEVInfo and
+   DefaultDERControl, DERControlList and DERProgramList at the DERProgramList's pollRate
+   and of the FunctionSetAssignmentsList at its pollRate, each only while it has no working
+   subscription (V2G-4.1.4-4), a slow safety check of the subscriptions, PEVInfo and
    DERAvailability at the EndDevice postRate, readings at the MirrorUsagePoint postRate,
    the EndDevice and MirrorUsagePoint polled at their lists' pollRate for postRate changes.
 
@@ -27,7 +33,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -45,8 +51,11 @@ from sepgw.model import (
     FunctionSetAssignmentsList,
     MirrorUsagePoint,
     MirrorUsagePointList,
+    Notification,
     Response,
     SelfDevice,
+    Subscription,
+    SubscriptionEncoding,
     Time,
     serialize,
 )
@@ -68,6 +77,14 @@ CURVE_OPMODS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opMod
                 "opModLVRTMustTrip", "opModVoltVar", "opModVoltWatt", "opModWattPF",
                 "opModWattVar")
 PAGE = 50
+SUBSCRIPTION_LIMIT = 50
+"""Subscription ``limit``: list entries embedded in a notification; more are fetched."""
+SAFETY_POLL_S = 30.0
+"""How often subscriptions are checked (GET of each Location) and their resources re-read."""
+TABLE4 = {"FunctionSetAssignmentsListLink": "FunctionSetAssignmentsList",
+          "DERProgramListLink": "DERProgramList", "dderc": "DefaultDERControl",
+          "derc": "DERControlList"}
+"""The subscribable resources (profile Table 4), by the key of their href in ``links``."""
 
 
 class NonJ3072(Exception):
@@ -82,7 +99,9 @@ class J3072Client:
     def __init__(self, *, clock: Any, http: SEPClient, lfdi: str, dcap: str,
                  vehicle: Mapping[str, Any], inverter: Any, behaviour: Mapping[str, Any],
                  report: RunReport | None = None,
-                 mrid: Callable[[], bytes] = lambda: os.urandom(16)) -> None:
+                 mrid: Callable[[], bytes] = lambda: os.urandom(16),
+                 notify_uri: str | None = None, subscription_limit: int = SUBSCRIPTION_LIMIT,
+                 safety_poll_s: float = SAFETY_POLL_S) -> None:
         self.clock = clock
         self.http = http
         self.lfdi = lfdi.upper()
@@ -115,6 +134,20 @@ class J3072Client:
         self._outbox.callback(None)
         self.authorized_at: float | None = None
         self.on_authorized: list[Callable[[], None]] = []
+        self.notify_uri = notify_uri
+        """Where the EVSE is to POST Notifications; None: no subscriptions, only polling."""
+        self.subscription_limit = subscription_limit
+        self.safety_poll_s = safety_poll_s
+        self.subscriptions: dict[str, str] = {}
+        """href of a subscribed resource -> Location of its Subscription at the EVSE."""
+        self._subscribing: set[str] = set()
+        self._default: DefaultDERControl | None = None
+        self._controls: list[Any] = []
+        self._program_lock = DeferredLock()
+        self.notifications = 0
+        """Notifications accepted."""
+        self._no_subscription_list = False
+        self._via = "event schedule"
 
     # -- time --------------------------------------------------------------------------
 
@@ -141,6 +174,7 @@ class J3072Client:
             self.non_j3072(str(e))
             return
         self.state = "periodic"
+        self._apply_inverter()  # an authorization granted during the sequence takes effect
         self.start_periodic()
 
     def non_j3072(self, reason: str) -> None:
@@ -266,51 +300,242 @@ class J3072Client:
 
     async def step3(self) -> None:
         async def work() -> None:
-            fsas = await self.http.get(self.links["FunctionSetAssignmentsListLink"],
-                                       FunctionSetAssignmentsList, "?s=0&l=1")
-            if not fsas.FunctionSetAssignments:
-                raise NonJ3072("no FunctionSetAssignments")
-            fsa = fsas.FunctionSetAssignments[0]
-            if fsa.TimeLink is not None:
-                await self.read_time(fsa.TimeLink.href)
-            if fsa.DERProgramListLink is None:
-                raise NonJ3072("FunctionSetAssignments has no DERProgramListLink")
-            self.links["DERProgramListLink"] = fsa.DERProgramListLink.href
-            await self.read_program()
+            await self.subscribe("FunctionSetAssignmentsListLink")
+            await self.read_assignments()
         await self._step("step 3: management information", (
             "V2G-4.5.3.5-3", "V2G-4.5.3.5-11", "V2G-4.6.3-9", "V2G-4.7.1-3"), work())
 
-    async def read_program(self) -> None:
+    async def read_assignments(self, fsas: FunctionSetAssignmentsList | None = None) -> None:
+        """FunctionSetAssignments (read, or as notified), Time, then the DERProgramList."""
+        if fsas is None:
+            fsas = await self.http.get(self.links["FunctionSetAssignmentsListLink"],
+                                       FunctionSetAssignmentsList, "?s=0&l=1")
+        if not fsas.FunctionSetAssignments:
+            raise NonJ3072("no FunctionSetAssignments")
+        fsa = fsas.FunctionSetAssignments[0]
+        if fsa.TimeLink is not None:
+            await self.read_time(fsa.TimeLink.href)
+        if fsa.DERProgramListLink is None:
+            raise NonJ3072("FunctionSetAssignments has no DERProgramListLink")
+        self.links["DERProgramListLink"] = fsa.DERProgramListLink.href
+        await self.subscribe("DERProgramListLink")
+        await self.read_program()
+
+    async def read_program(self, programs: DERProgramList | None = None) -> None:
         """The DERProgram, its DefaultDERControl, every DERControl and every DERCurve."""
-        programs = await self.http.get(self.links["DERProgramListLink"], DERProgramList,
-                                       "?s=0&l=1")
+        if programs is None:
+            programs = await self.http.get(self.links["DERProgramListLink"], DERProgramList,
+                                           "?s=0&l=1")
         if not programs.DERProgram:
             raise NonJ3072("the DERProgramList is empty")
-        self.rates["derp_poll"] = programs.pollRate or DEFAULT_RATE
+        self._follow_poll_rate(programs)
         program = programs.DERProgram[0]
         if program.DefaultDERControlLink is None or program.DERControlListLink is None:
             raise NonJ3072("the DERProgram lacks DefaultDERControl or DERControlList links")
         self.program = program
+        self.links["dderc"] = program.DefaultDERControlLink.href
+        self.links["derc"] = program.DERControlListLink.href
+        await self.subscribe("dderc")
+        await self.subscribe("derc")
         await self.poll_controls()
 
-    async def poll_controls(self) -> None:
-        program = self.program
-        default = await self.http.get(program.DefaultDERControlLink.href, DefaultDERControl)
-        controls = []
-        start = 0
+    def _follow_poll_rate(self, programs: DERProgramList) -> None:
+        rate = programs.pollRate or DEFAULT_RATE
+        if rate != self.rates["derp_poll"]:
+            self.rates["derp_poll"] = rate
+            if "controls" in self._loops:
+                self._loop("controls", rate, self._poll_controls)
+
+    async def _check_programs(self, programs: DERProgramList) -> None:
+        """A DERProgramList polled or notified after step 3: follow a new pollRate, and
+        re-read everything when the program (or its links) changed."""
+        self._follow_poll_rate(programs)
+        if not programs.DERProgram:
+            return
+        new, old = programs.DERProgram[0], self.program
+
+        def key(p: Any) -> tuple[Any, ...]:
+            return (p.href, p.primacy, p.DefaultDERControlLink and p.DefaultDERControlLink.href,
+                    p.DERControlListLink and p.DERControlListLink.href)
+
+        if key(new) != key(old):
+            self.log.info("DERProgram changed ({old} -> {new}): reading it again",
+                          old=old.href, new=new.href)
+            await self.read_program(programs)
+
+    async def poll_controls(self, default: bool = True, controls: bool = True,
+                            via: str = "poll") -> None:
+        """GET the DefaultDERControl and/or every DERControl and hand them to the engine."""
+        async def work() -> None:
+            program = self.program
+            if default or self._default is None:
+                self._default = await self.http.get(program.DefaultDERControlLink.href,
+                                                    DefaultDERControl)
+            if controls:
+                self._controls = await self._control_pages(program.DERControlListLink.href,
+                                                           [])
+            await self._feed(via)
+        await self._program_lock.run(lambda: ensureDeferred(work()))
+
+    async def _control_pages(self, href: str, first: list[Any]) -> list[Any]:
+        """Every DERControl of the list at ``href``, after the ``first`` already known."""
+        controls = list(first)
+        start = len(controls)
         while True:
-            page = await self.http.get(program.DERControlListLink.href, DERControlList,
-                                       f"?s={start}&l={PAGE}")
+            page = await self.http.get(href, DERControlList, f"?s={start}&l={PAGE}")
             controls += page.DERControl
             start += page.results
             if page.results == 0 or start >= page.all:
-                break
-        for control in controls:
+                return controls
+
+    async def _feed(self, via: str) -> None:
+        """Fetch the curves the controls reference, then update the event engine."""
+        program = self.program
+        for control in self._controls:
             for name in CURVE_OPMODS:
                 link = getattr(control.DERControlBase, name)
                 if link is not None and link.href not in self._curves:
                     self._curves[link.href] = await self.http.get(link.href, DERCurve)
-        self.engine.update_program(program.href or "", program.primacy, default, controls)
+        self._via = via
+        try:
+            self.engine.update_program(program.href or "", program.primacy, self._default,
+                                       self._controls)
+        finally:
+            self._via = "event schedule"
+
+    # -- subscriptions (4.1.4) ----------------------------------------------------------
+
+    def _key_of(self, href: str) -> str | None:
+        for key in TABLE4:
+            if self.links.get(key) == href:
+                return key
+        return None
+
+    def subscribed(self, key: str) -> bool:
+        """Whether the Table 4 resource ``key`` has a working subscription."""
+        href = self.links.get(key)
+        return href is not None and href in self.subscriptions
+
+    async def subscribe(self, key: str) -> None:
+        """Subscribe to the Table 4 resource ``key`` (V2G-4.1.4-3); on refusal record it and
+        leave the resource to polling (V2G-4.1.4-4)."""
+        href = self.links.get(key)
+        if self.notify_uri is None or href is None or href in self.subscriptions:
+            return
+        name = TABLE4[key]
+        target = self.links.get("SubscriptionListLink")
+        if target is None:
+            if not self._no_subscription_list:
+                self._no_subscription_list = True
+                self.report.record("no SubscriptionListLink in the EndDevice: polling the "
+                                   "Table 4 resources at the pollRate", False, "",
+                                   "V2G-4.1.4-1", "V2G-4.1.4-4")
+            return
+        sub = Subscription(subscribedResource=href, encoding=SubscriptionEncoding.XML,
+                           level="+S1", limit=self.subscription_limit,
+                           notificationURI=self.notify_uri)
+        self._subscribing.add(href)  # a notification may beat the 201
+        location: str | None = None
+        reason = "the EVSE gave no Location"
+        try:
+            location = await self.http.post(target, sub)
+        except SEPError as e:
+            reason = str(e)
+        finally:
+            self._subscribing.discard(href)
+        if not location:
+            self.report.record(f"subscription to {name} refused: polling it at the pollRate",
+                               False, reason, "V2G-4.1.4-2", "V2G-4.1.4-4")
+            self.log.warn("Subscription to {name} {href} failed ({reason}); polling it",
+                          name=name, href=href, reason=reason)
+            return
+        self.subscriptions[href] = location
+        self.report.record(f"subscribed to {name}", True, f"{href} at {location}",
+                           "V2G-4.1.4-3")
+
+    def notification_received(self, notification: Notification) -> str | None:
+        """A Notification from the EVSE: None to accept it (201), else the reason to refuse
+        it (400). The work (paging, the event engine) is done afterwards."""
+        href = notification.subscribedResource
+        key = self._key_of(href)
+        if key is None or (href not in self.subscriptions and href not in self._subscribing):
+            return f"this PEV has no subscription to {href}"
+        status = int(notification.status)
+        if status != 0:
+            self._fall_back(key, f"cancelled by the EVSE (status {status})")
+            return None
+        resource = notification.Resource
+        expected = {"FunctionSetAssignmentsListLink": FunctionSetAssignmentsList,
+                    "DERProgramListLink": DERProgramList, "dderc": DefaultDERControl,
+                    "derc": DERControlList}[key]
+        if resource is not None and not isinstance(resource, expected):
+            return (f"{href} is a {expected.__name__}, the notification carries a "
+                    f"{type(resource).__name__}")
+        self.notifications += 1
+        if self.sleeping or self.state == "non-J3072":
+            return None  # waking re-reads everything (4.8.3)
+        self._guard(f"notification for {href}", lambda: self._notified(key, resource))
+        return None
+
+    async def _notified(self, key: str, resource: Any) -> None:
+        href = self.links[key]
+        if key == "dderc":
+            async def default() -> None:
+                self._default = resource if resource is not None else await self.http.get(
+                    href, DefaultDERControl)
+                await self._feed("notification")
+            await self._program_lock.run(lambda: ensureDeferred(default()))
+        elif key == "derc":
+            async def controls() -> None:
+                first = list(resource.DERControl) if resource is not None else []
+                complete = resource is not None and len(first) >= (resource.all or 0)
+                self._controls = first if complete else await self._control_pages(href, first)
+                await self._feed("notification")
+            await self._program_lock.run(lambda: ensureDeferred(controls()))
+        elif key == "DERProgramListLink":
+            if resource is None:
+                resource = await self.http.get(href, DERProgramList, "?s=0&l=1")
+            await self._check_programs(resource)
+        else:
+            await self.read_assignments(resource)
+
+    def _fall_back(self, key: str, why: str) -> None:
+        """The subscription to ``key`` ended: poll the resource from now on (V2G-4.1.4-4)."""
+        href = self.links[key]
+        if self.subscriptions.pop(href, None) is None:
+            return
+        self.report.record(f"subscription to {TABLE4[key]} {why}: polling it at the "
+                           "pollRate", True, href, "V2G-4.1.4-4")
+        self.log.warn("Subscription to {href} {why}; polling it", href=href, why=why)
+        if self.state == "periodic" and key in ("dderc", "derc", "DERProgramListLink"):
+            self._guard("controls", self._poll_controls)
+
+    async def _verify_subscriptions(self) -> None:
+        """The slow safety check: each subscription still exists at the EVSE (a notifier
+        may drop one after failed deliveries without telling), and the subscribed controls
+        are read again in case a notification was lost."""
+        if self.sleeping or not self.subscriptions:
+            return
+        for href, location in list(self.subscriptions.items()):
+            try:
+                await self.http.get(location, Subscription)
+            except SEPError as e:
+                key = self._key_of(href)
+                if e.status == 404 and key is not None:
+                    self._fall_back(key, "no longer exists at the EVSE (404)")
+        default, controls = self.subscribed("dderc"), self.subscribed("derc")
+        if default or controls:
+            await self.poll_controls(default, controls, via="safety poll")
+
+    async def unsubscribe(self) -> None:
+        """DELETE every subscription (the PEV leaves)."""
+        for href, location in list(self.subscriptions.items()):
+            del self.subscriptions[href]
+            try:
+                await self.http.delete(location)
+            except SEPError as e:
+                self.log.warn("Removing subscription {location} failed: {reason}",
+                              location=location, reason=str(e))
 
     async def metrology(self) -> None:
         async def work() -> None:
@@ -358,14 +583,15 @@ class J3072Client:
             self.energize = energize
             if energize:
                 self.authorized_at = self.clock.seconds()
-                self.report.record("authorized to discharge (opModEnergize true)", True, "",
-                                   "V2G-4.6.4-2")
+                self.report.record("authorized to discharge (opModEnergize true)", True,
+                                   f"learned by {self._via}", "V2G-4.6.4-2")
                 for callback in list(self.on_authorized):
                     callback()
             else:
-                self.report.record("authorization revoked (opModEnergize false)", True, "",
-                                   "V2G-4.6.4-3", "V2G-4.8.1.2-3")
-            self.log.info("opModEnergize {value}", value=energize)
+                self.report.record("authorization revoked (opModEnergize false)", True,
+                                   f"learned by {self._via}", "V2G-4.6.4-3", "V2G-4.8.1.2-3")
+            self.log.info("opModEnergize {value} (learned by {via})", value=energize,
+                          via=self._via, observed=self.clock.seconds())
         self._apply_inverter()
 
     @property
@@ -408,9 +634,15 @@ class J3072Client:
         self._loop("readings", self.rates["mup_post"], self._post_readings)
         self._loop("rates", min(self.rates["edev_poll"], self.rates["mup_poll"]),
                    self._poll_rates)
+        if self.subscriptions and self.safety_poll_s > 0:
+            self._loop("verify", self.safety_poll_s, self._verify_subscriptions)
+        subscribed = [TABLE4[k] for k in TABLE4 if self.subscribed(k)]
+        polled = [TABLE4[k] for k in TABLE4 if not self.subscribed(k)]
         self.report.record("periodic operations started", True,
                            f"poll {self.rates['derp_poll']} s, post "
-                           f"{self.rates['edev_post']}/{self.rates['mup_post']} s",
+                           f"{self.rates['edev_post']}/{self.rates['mup_post']} s; "
+                           f"subscribed: {', '.join(subscribed) or 'none'}; "
+                           f"polled: {', '.join(polled) or 'none'}",
                            "V2G-4.1.4-4", "V2G-4.7.2-8", "V2G-4.8.1.1-1")
 
     def _loop(self, name: str, interval: float, work: Callable[[], Any]) -> None:
@@ -461,8 +693,18 @@ class J3072Client:
             self.report.record("communications restored", True, "", "V2G-4.8.1.1-5")
 
     async def _poll_controls(self) -> None:
-        if not self.sleeping:
-            await self.poll_controls()
+        """Poll, at the DERProgramList's pollRate, each of the DERProgramList, the
+        DefaultDERControl and the DERControlList that has no working subscription
+        (V2G-4.1.4-4, V2G-4.1.4-5)."""
+        if self.sleeping:
+            return
+        if not self.subscribed("DERProgramListLink"):
+            programs = await self.http.get(self.links["DERProgramListLink"], DERProgramList,
+                                           "?s=0&l=1")
+            await self._check_programs(programs)
+        default, controls = not self.subscribed("dderc"), not self.subscribed("derc")
+        if default or controls:
+            await self.poll_controls(default, controls)
 
     async def _post_status(self) -> None:
         if self.sleeping:
@@ -491,6 +733,8 @@ class J3072Client:
             return
         edev = await self.http.get(self.links["edev"], EndDevice)
         await self.poll_mirror()
+        if not self.subscribed("FunctionSetAssignmentsListLink"):
+            await self._check_assignments()
         post = edev.postRate or DEFAULT_RATE
         changed = post != self.rates["edev_post"]
         self.rates["edev_post"] = post
@@ -498,6 +742,16 @@ class J3072Client:
             self._loop("status", post, self._post_status)
         if self._loops["readings"].interval != self.rates["mup_post"]:
             self._loop("readings", self.rates["mup_post"], self._post_readings)
+
+    async def _check_assignments(self) -> None:
+        """The FunctionSetAssignmentsList, polled at its pollRate when not subscribed: a
+        new DERProgramList link is followed."""
+        fsas = await self.http.get(self.links["FunctionSetAssignmentsListLink"],
+                                   FunctionSetAssignmentsList, "?s=0&l=1")
+        fsa = fsas.FunctionSetAssignments[0] if fsas.FunctionSetAssignments else None
+        if fsa is not None and fsa.DERProgramListLink is not None \
+                and fsa.DERProgramListLink.href != self.links["DERProgramListLink"]:
+            await self.read_assignments(fsas)
 
     # -- sleep / wake (4.8.3) -------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """``twistd sepgw-pev``: the PEV role's service tree.
 
-Start order: inverter, transport, then the J3072 client (:mod:`sepgw.pev.session`). On stop
-the client's run report is logged (and written as JSON when configured).
+Start order: inverter, transport, the notification endpoint (``[notifications]``, HTTPS with
+mutual TLS on the PEV's own certificate, admitting only the EVSE the PEV is connected to),
+then the J3072 client (:mod:`sepgw.pev.session`). On stop the client removes its
+subscriptions, and its run report is logged (and written as JSON when configured).
 """
 
 from __future__ import annotations
@@ -11,15 +13,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from sepgw.config import Config
 from sepgw.pev.http import SEPClient
+from sepgw.pev.notifications import (
+    NotificationResource,
+    PeerRecordingPolicy,
+    advertised_host,
+    evse_only,
+    notification_site,
+    uri,
+)
 from sepgw.pev.report import RunReport
 from sepgw.pev.session import J3072Client
-from sepgw.security.tls import client_policy
+from sepgw.security.tls import client_policy, server_connection_creator
 from sepgw.service.common import (
     ComponentError,
     RoleService,
@@ -28,6 +39,7 @@ from sepgw.service.common import (
     options_for,
     tls_settings,
 )
+from sepgw.service.https import HTTPSService
 
 MISBEHAVIOURS = ("discharge_before_authorization", "exceed_limit", "stop_heartbeats",
                  "skip_responses", "invalid_bodies")
@@ -59,23 +71,35 @@ class J3072Service(Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, config: Config, inverter: Any, tls: Any) -> None:
+    def __init__(self, reactor: Any, config: Config, inverter: Any, tls: Any,
+                 policy: PeerRecordingPolicy | None = None,
+                 listener: HTTPSService | None = None) -> None:
         self.setName("j3072")
         self._reactor = reactor
         self._config = config
+        self.listener = listener
         url = config["evse"]["url"]
         self.client: J3072Client | None = None
         self.report = RunReport(reactor.seconds)
+        notifications = config["notifications"]
         if url is not None:
             parts = urlsplit(url)
             pool = HTTPConnectionPool(reactor, persistent=True)
             pool._factory.noisy = False  # no "Starting factory" line per connection
-            agent = Agent(reactor, contextFactory=client_policy(tls), pool=pool)
+            agent = Agent(reactor, contextFactory=policy or client_policy(tls), pool=pool)
             self.client = J3072Client(
                 clock=reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}"),
                 lfdi=tls.identity.lfdi, dcap=parts.path or "/",
                 vehicle=config["vehicle"], inverter=inverter,
-                behaviour=config["behaviour"], report=self.report)
+                behaviour=config["behaviour"], report=self.report,
+                subscription_limit=notifications["limit"],
+                safety_poll_s=notifications["safety_poll_s"])
+
+    def notification_received(self, notification: Any) -> str | None:
+        """The notification endpoint's handler."""
+        if self.client is None:
+            return "this PEV has no 2030.5 session"
+        return self.client.notification_received(notification)
 
     def startService(self) -> None:
         super().startService()
@@ -86,13 +110,32 @@ class J3072Service(Service):
         modes = [m for m in MISBEHAVIOURS if self._config["behaviour"][m]]
         if modes:
             self.log.warn("Misbehaving on purpose: {modes}", modes=", ".join(modes))
+        if self.listener is not None and self.listener.ports:
+            n = self._config["notifications"]
+            evse_host = urlsplit(self._config["evse"]["url"]).hostname
+            host = advertised_host(n["address"], n["advertise"], evse_host)
+            self.client.notify_uri = uri(host, self.listener.ports[0].getHost().port,
+                                         n["path"])
+            self.log.info("Notifications: listening at {uri}", uri=self.client.notify_uri)
+        else:
+            self.log.info("Notifications off: polling the subscribable resources "
+                          "(V2G-4.1.4-4)")
         self.log.info("Connecting to the EVSE at {url}", url=self._config["evse"]["url"])
         self.client.start()
 
-    def stopService(self) -> None:
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
         super().stopService()
+        done: Deferred[Any] = succeed(None)
         if self.client is not None:
             self.client.stop()
+            if self.client.subscriptions:
+                done = ensureDeferred(self.client.unsubscribe())
+                done.addTimeout(2.0, self._reactor)
+                done.addErrback(lambda f: self.log.warn(
+                    "Subscriptions not removed: {reason}", reason=f.getErrorMessage()))
+        return done.addCallback(lambda _: self._write_report())
+
+    def _write_report(self) -> None:
         self.log.info("{report}", report=self.report.text())
         path = self._config["behaviour"]["report"]
         if path is not None:
@@ -110,7 +153,20 @@ class PEVController(RoleService):
         self.transport = self.component(config["transport"], "transport")
         self.add_component("inverter", self.inverter)
         self.add_component("transport", self.transport)
-        self.j3072 = J3072Service(reactor, config, self.inverter, self.tls)
+        self.policy = PeerRecordingPolicy(client_policy(self.tls))
+        self.notifications: HTTPSService | None = None
+        n = config["notifications"]
+        if n["enabled"] and config["evse"]["url"] is not None:
+            resource = NotificationResource(lambda notification:
+                                            self.j3072.notification_received(notification))
+            self.notifications = HTTPSService(
+                reactor, [n["address"]], n["port"],
+                server_connection_creator(self.tls, allow=evse_only(self.policy.peer)),
+                notification_site(n["path"], resource))
+            self.notifications.setName("notifications")
+            self.notifications.setServiceParent(self)
+        self.j3072 = J3072Service(reactor, config, self.inverter, self.tls, self.policy,
+                                  self.notifications)
         self.j3072.setServiceParent(self)
 
     def _serving(self, _: Any) -> None:
