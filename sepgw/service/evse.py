@@ -26,6 +26,7 @@ from sepgw.service.common import (
     RoleService,
     StartupError,
     fail_startup,
+    release_startup_memory,
     options_for,
     tls_settings,
 )
@@ -179,6 +180,7 @@ class EVSEGateway(RoleService):
             self.log.failure("The uplink failed to take telemetry")
 
     def _serving(self, _: Any) -> None:
+        release_startup_memory()
         server = self.config["server"]
         for port in self.https.ports:
             host = port.getHost()

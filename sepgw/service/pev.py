@@ -36,6 +36,7 @@ from sepgw.service.common import (
     RoleService,
     StartupError,
     fail_startup,
+    release_startup_memory,
     options_for,
     tls_settings,
 )
@@ -170,6 +171,7 @@ class PEVController(RoleService):
         self.j3072.setServiceParent(self)
 
     def _serving(self, _: Any) -> None:
+        release_startup_memory()
         self.log.info("sepgw PEV running, LFDI {lfdi}", lfdi=self.tls.identity.lfdi)
 
 
