@@ -169,11 +169,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     c.add_argument("--role", choices=("evse", "pev"),
                    help="evse or pev (default: pev if the file has a [pev] table)")
     sub.add_parser("pki", help="test PKI: init, pev, show (sepgw pki --help)")
-    k = sub.add_parser("ctl", help="operator commands to a running EVSE")
+    k = sub.add_parser("ctl", help="operator commands to a running EVSE or PEV")
     k.add_argument("--socket", type=Path, required=True,
-                   help="the [operator] socket of the EVSE's configuration")
+                   help="the [operator] socket of the EVSE's or PEV's configuration")
     k.add_argument("words", nargs="+", metavar="COMMAND",
-                   help="status | fixed-w PORT PERCENT | clear-fixed-w PORT | help")
+                   help="EVSE: status | fixed-w PORT PERCENT | clear-fixed-w PORT | help; "
+                        "PEV: status | sleep | wake | help")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:

@@ -84,3 +84,19 @@ class SimulatedLinkTests(SynchronousTestCase):
         self.assertIn("without authorization", status["violation"])
         self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
         pev.terminate()
+
+    def test_sleep_and_wake_on_command(self) -> None:
+        """`sepgw ctl ... sleep` makes the PEV post inverterStatus 2 and the EVSE revoke;
+        `wake` re-acquires the management information and the EVSE authorizes again.
+        V2G-4.8.3-1 V2G-4.8.3-3 V2G-4.8.3-4 V2G-4.8.3-5"""
+        evse, pev, sock, _ = self.start()
+        evse.wait_for(r"port1: not authorized -> authorized", timeout=30)
+        pev_sock = sock.parent / "pev.sock"
+        self.assertEqual(ctl(pev_sock, "sleep"), {"ok": True})
+        evse.wait_for(r"port1: authorized -> sleeping")
+        self.assertTrue(ctl(pev_sock, "status")["sleeping"])
+        self.assertEqual(ctl(pev_sock, "wake"), {"ok": True})
+        evse.wait_for(r"port1: sleeping -> authorized")
+        self.assertFalse(ctl(pev_sock, "status")["sleeping"])
+        self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
+        pev.terminate()

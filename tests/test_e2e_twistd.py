@@ -25,7 +25,8 @@ def write_configs(directory: Path, port: int, pki: Path) -> tuple[Path, Path]:
         "port = 8443", f"port = {port}").replace('"../run/sepgw.sock"', f'"{sock}"').replace(
         "../run/", "")
     pev = (ETC / "pev.toml").read_text().replace("../run/pki", str(pki)).replace(
-        ":8443/", f":{port}/").replace("../run/", "")
+        ":8443/", f":{port}/").replace('"../run/pev.sock"', f'"{sock.parent / "pev.sock"}"'
+                                       ).replace("../run/", "")
     # The simulated electrical link: free UDP ports, so tests can run side by side.
     for fixed in ("47101", "47102"):
         udp = str(free_port("127.0.0.1", socket.SOCK_DGRAM))

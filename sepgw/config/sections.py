@@ -442,6 +442,11 @@ PEV_SCHEMA = Section(
         "vehicle": VEHICLE,
         "notifications": NOTIFICATIONS,
         "behaviour": BEHAVIOUR,
+        "operator": Section(
+            {"socket": Key("path", None, doc="UNIX socket for `sepgw ctl` (status, sleep, "
+                           "wake); off when absent.")},
+            doc="Local commands to the PEV (sleep/wake on command, 4.8.3).",
+        ),
         "transport": PluginRef("transport", doc="The vehicle's link to the EVSE."),
         "inverter": PluginRef("inverter", doc="The onboard inverter."),
         "logging": LOGGING,

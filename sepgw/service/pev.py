@@ -169,6 +169,19 @@ class PEVController(RoleService):
         self.j3072 = J3072Service(reactor, config, self.inverter, self.tls, self.policy,
                                   self.notifications)
         self.j3072.setServiceParent(self)
+        socket = config["operator"]["socket"]
+        if socket is not None:
+            from twisted.application.internet import StreamServerEndpointService
+            from twisted.internet.endpoints import UNIXServerEndpoint
+
+            from sepgw.pev.operator import PEVOperatorFactory
+
+            socket.parent.mkdir(parents=True, exist_ok=True)
+            operator = StreamServerEndpointService(
+                UNIXServerEndpoint(reactor, str(socket), mode=0o600, wantPID=True),
+                PEVOperatorFactory(lambda: self.j3072.client))
+            operator.setName("operator")
+            operator.setServiceParent(self)
 
     def _serving(self, _: Any) -> None:
         release_startup_memory()
