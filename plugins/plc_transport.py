@@ -1,0 +1,35 @@
+"""Bundled plugin: a link over a HomePlug Green PHY PLC modem, matched with SLAC
+(ISO 15118-3), for the EVSE (``role = "evse"``) or the vehicle (``role = "ev"``).
+
+The work is done in :mod:`sepgw.slac` (frames, state machines, raw socket, modem emulator);
+this module only declares the factory. See ``docs/slac.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sepgw.interfaces import BuildContext
+from sepgw.plugin import PluginFactory
+
+
+def _build(config: Mapping[str, Any], context: BuildContext) -> Any:
+    from sepgw.slac.transport import build
+
+    return build(config, context)
+
+
+def _options() -> Any:
+    from sepgw.slac.transport import OPTIONS
+
+    return OPTIONS
+
+
+transport = PluginFactory(
+    kind="transport",
+    name="plc",
+    description="HomePlug Green PHY modem matched by SLAC (raw 0x88E1 socket); link up with "
+                "the peer's MAC when matched; optional emulated modem for veth labs.",
+    options=_options(),
+    build=_build,
+)
