@@ -288,6 +288,25 @@ SAFETY = Section(
         "and not configurable.",
 )
 
+NETWORK = Section(
+    {
+        "enabled": Key("bool", False, doc="Manage each port's IPv6 numbering, Router "
+                       "Advertisements, routing lockout and mDNS announcement on the "
+                       "transport's interface (docs/network.md). Needs root (CAP_NET_ADMIN, "
+                       "CAP_NET_RAW)."),
+        "ula_prefix": Key("str", None, doc="The gateway's ULA /48 in fd00::/8 (e.g. "
+                          "`fd12:3456:789a::/48`); generated once and kept in `state_dir` "
+                          "when absent. Port N gets subnet N+1."),
+        "ra_interval_s": Key("float", 30.0, doc="Longest interval between unsolicited "
+                             "Router Advertisements, s.", min=4, max=1800),
+        "forward_when_authorized": Key("bool", False, doc="Lift the routing lockout while "
+                                       "the port's PEV is authorized (4.2.4 allows it); "
+                                       "otherwise the PEV reaches only the EVSE."),
+        "mdns": Key("bool", True, doc="Announce the 2030.5 server by mDNS on each port."),
+    },
+    doc="The network plane of the ports (profile 4.2, 4.3).",
+)
+
 PORT = Section(
     {
         "name": Key("str", doc="Port name used in logs and diagnostics.", non_empty=True),
@@ -318,6 +337,7 @@ EVSE_SCHEMA = Section(
         "site": SITE,
         "management": MANAGEMENT,
         "safety": SAFETY,
+        "network": NETWORK,
         "operator": Section(
             {"socket": Key("path", None, doc="UNIX socket of the local operator's control "
                            "channel (`sepgw ctl`); off when absent.")},
@@ -436,6 +456,9 @@ PEV_SCHEMA = Section(
                                             "discovery, V2G-4.3-4). When absent the PEV "
                                             "browses mDNS on the transport's interface.",
                            validator=_https_url),
+                "discovery_timeout_s": Key("float", 60.0, doc="How long to wait for a SLAAC "
+                                           "address and the EVSE's mDNS answer when no url "
+                                           "is configured, s.", min=1, max=3600),
             },
             doc="How to reach the EVSE.",
         ),

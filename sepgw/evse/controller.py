@@ -101,6 +101,8 @@ class PortController:
             discharge_threshold_w=safety["discharge_threshold_w"],
             limit_tolerance_pct=safety["limit_tolerance_pct"])
         self._reevaluate_s = safety["reevaluate_s"]
+        self.authorization_observers: list[Any] = []
+        """Called with the new authorization (bool) whenever it changes."""
         self._recheck: Any = None
         resources.attach_observers.append(self._attached)
         resources.detach_observers.append(self._detached)
@@ -275,6 +277,8 @@ class PortController:
             self.gatekeeper.set_authorized(granted, self.pev_max_w())
             if self.coordinator is not None:
                 self.coordinator.rebalance()
+            for observer in list(self.authorization_observers):
+                observer(granted)
         self._schedule_recheck()
         self._update_contactor()
         self._transition(why)

@@ -60,10 +60,14 @@ class EVSEHTTPServer:
     log = Logger()
 
     def __init__(self, resources: EVSEResources, *, max_body: int = 65536,
-                 identify: Callable[[Any], PeerIdentity | None] = peer_identity) -> None:
+                 identify: Callable[[Any], PeerIdentity | None] = peer_identity,
+                 port_of: Callable[[str], int | None] | None = None) -> None:
         self.resources = resources
         self.max_body = max_body
         self._identify = identify
+        self.port_of = port_of
+        """Which port a connection came in on, from the server address it reached (the
+        network plane knows each port's prefix); None: the first free port."""
 
     def resource(self) -> Resource:
         """The twisted.web resource answering every path."""
@@ -98,7 +102,10 @@ class EVSEHTTPServer:
             raise HTTPError(403, "no client certificate identity")
         tree = self.resources
         if tree.session_for(identity) is None:
-            tree.attach(identity)
+            index = None
+            if self.port_of is not None:
+                index = self.port_of(request.getHost().host)
+            tree.attach(identity, index)
         if method == "GET":
             try:
                 query = parse_query(request.args, max_limit=100)

@@ -43,7 +43,7 @@ class PortService(OrderedMultiService):
     log = Logger()
 
     def __init__(self, controller: PortController, contactor: Any, meter: Any,
-                 transport: Any) -> None:
+                 transport: Any, network: Any = None) -> None:
         super().__init__()
         self.controller = controller
         self.index = controller.index
@@ -54,6 +54,10 @@ class PortService(OrderedMultiService):
         for role, component in (("contactor", contactor), ("meter", meter),
                                 ("transport", transport)):
             ComponentService(f"{self.name}.{role}", component).setServiceParent(self)
+        self.network = network
+        if network is not None:
+            network.setServiceParent(self)
+            controller.authorization_observers.append(network.authorization_changed)
         meter.add_listener(controller)
         transport.add_listener(controller)
 
@@ -111,7 +115,8 @@ class EVSEGateway(RoleService):
                 index=i, name=port["name"], clock=reactor, resources=self.resources,
                 contactor=parts["contactor"], policy=self.policy, site=config["site"],
                 safety=safety, meter_timeout=timeout, coordinator=self.coordinator)
-            service = PortService(controller, **parts)
+            network = self._port_network(i, port["name"], parts["transport"])
+            service = PortService(controller, network=network, **parts)
             service.setServiceParent(self)
             self.ports.append(service)
         socket = config["operator"]["socket"]
@@ -127,7 +132,14 @@ class EVSEGateway(RoleService):
                 OperatorFactory({p.controller.name: p.controller for p in self.ports}))
             operator.setName("operator")
             operator.setServiceParent(self)
-        self.http = EVSEHTTPServer(self.resources, max_body=server["max_body_bytes"])
+        networks = [p.network for p in self.ports if p.network is not None]
+        port_of = None
+        if networks:
+            from sepgw.service.network import port_of_connection
+
+            port_of = port_of_connection(networks)
+        self.http = EVSEHTTPServer(self.resources, max_body=server["max_body_bytes"],
+                                   port_of=port_of)
         self.https = HTTPSService(reactor, server["addresses"], server["port"],
                                   server_connection_creator(self.tls), self.http.site())
         self.https.setServiceParent(self)
@@ -136,6 +148,25 @@ class EVSEGateway(RoleService):
             self.uplink.set_control_sink(self.uplink_control)
             self._telemetry = LoopingCall(self.publish_telemetry)
             self._telemetry.clock = reactor
+
+    def _port_network(self, index: int, name: str, transport: Any) -> Any:
+        """The port's network plane, when ``[network] enabled`` (needs the transport's
+        network interface)."""
+        settings = self.config["network"]
+        if not settings["enabled"]:
+            return None
+        interface = getattr(transport, "interface", None)
+        if not interface or interface == "lo":
+            raise StartupError(f"{self.config.source}: network.enabled needs each port's "
+                               f"transport on its own interface; {name}'s is "
+                               f"{interface!r}")
+        from sepgw.service.network import PortNetwork
+
+        server = self.config["server"]
+        return PortNetwork(self.reactor, port_name=name, index=index, interface=interface,
+                           settings=settings, state_dir=self.config.general["state_dir"],
+                           sfdi=self.tls.identity.sfdi, https_port=server["port"],
+                           dcap_path=server["dcap_path"])
 
     def startService(self) -> Any:
         d = super().startService()

@@ -74,27 +74,36 @@ class J3072Service(Service):
 
     def __init__(self, reactor: Any, config: Config, inverter: Any, tls: Any,
                  policy: PeerRecordingPolicy | None = None,
-                 listener: HTTPSService | None = None) -> None:
+                 listener: HTTPSService | None = None, interface: str | None = None) -> None:
         self.setName("j3072")
         self._reactor = reactor
         self._config = config
+        self._inverter = inverter
+        self._tls = tls
+        self._policy = policy
         self.listener = listener
-        url = config["evse"]["url"]
+        self.interface = interface
         self.client: J3072Client | None = None
         self.report = RunReport(reactor.seconds)
-        notifications = config["notifications"]
-        if url is not None:
-            parts = urlsplit(url)
-            pool = HTTPConnectionPool(reactor, persistent=True)
-            pool._factory.noisy = False  # no "Starting factory" line per connection
-            agent = Agent(reactor, contextFactory=policy or client_policy(tls), pool=pool)
-            self.client = J3072Client(
-                clock=reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}"),
-                lfdi=tls.identity.lfdi, dcap=parts.path or "/",
-                vehicle=config["vehicle"], inverter=inverter,
-                behaviour=config["behaviour"], report=self.report,
-                subscription_limit=notifications["limit"],
-                safety_poll_s=notifications["safety_poll_s"])
+        self.url: str | None = config["evse"]["url"]
+        if self.url is not None:
+            self._make_client(self.url)
+
+    def _make_client(self, url: str) -> J3072Client:
+        parts = urlsplit(url)
+        notifications = self._config["notifications"]
+        pool = HTTPConnectionPool(self._reactor, persistent=True)
+        pool._factory.noisy = False  # no "Starting factory" line per connection
+        agent = Agent(self._reactor, contextFactory=self._policy or client_policy(self._tls),
+                      pool=pool)
+        self.client = J3072Client(
+            clock=self._reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}"),
+            lfdi=self._tls.identity.lfdi, dcap=parts.path or "/",
+            vehicle=self._config["vehicle"], inverter=self._inverter,
+            behaviour=self._config["behaviour"], report=self.report,
+            subscription_limit=notifications["limit"],
+            safety_poll_s=notifications["safety_poll_s"])
+        return self.client
 
     def notification_received(self, notification: Any) -> str | None:
         """The notification endpoint's handler."""
@@ -104,16 +113,46 @@ class J3072Service(Service):
 
     def startService(self) -> None:
         super().startService()
-        if self.client is None:
-            self.log.warn("No [evse] url configured and mDNS discovery is not available in "
-                          "this version; staying in non-J3072 mode")
-            return
+        if self.client is not None:
+            self._run()
+        elif self.interface and self.interface != "lo":
+            d = ensureDeferred(self._discover())
+            d.addErrback(self._discovery_failed)
+        else:
+            self.log.warn("No [evse] url configured and the transport has no network "
+                          "interface for mDNS discovery; staying in non-J3072 mode")
+
+    async def _discover(self) -> None:
+        from sepgw.service.network import discover
+
+        assert self.interface is not None
+        step = self.report.begin("service discovery: SLAAC and mDNS", "V2G-4.2.3-3",
+                                 "V2G-4.5.1-2", "V2G-4.3-1")
+        self.log.info("Looking for the EVSE by mDNS on {interface}", interface=self.interface)
+        try:
+            self.url = await discover(self._reactor, self.interface,
+                                      self._config["evse"]["discovery_timeout_s"])
+        except Exception as e:
+            self.report.end(step, False, str(e))
+            raise
+        self.report.end(step, True, self.url)
+        self.log.info("Found the EVSE by mDNS: {url}", url=self.url)
+        if self.running:
+            self._make_client(self.url)
+            self._run()
+
+    def _discovery_failed(self, failure: Any) -> None:
+        self.log.error("EVSE not found ({reason}); non-J3072 mode",
+                       reason=failure.getErrorMessage())
+
+    def _run(self) -> None:
+        assert self.client is not None and self.url is not None
         modes = [m for m in MISBEHAVIOURS if self._config["behaviour"][m]]
         if modes:
             self.log.warn("Misbehaving on purpose: {modes}", modes=", ".join(modes))
         if self.listener is not None and self.listener.ports:
             n = self._config["notifications"]
-            evse_host = urlsplit(self._config["evse"]["url"]).hostname
+            evse_host = urlsplit(self.url).hostname
             host = advertised_host(n["address"], n["advertise"], evse_host)
             self.client.notify_uri = uri(host, self.listener.ports[0].getHost().port,
                                          n["path"])
@@ -121,7 +160,7 @@ class J3072Service(Service):
         else:
             self.log.info("Notifications off: polling the subscribable resources "
                           "(V2G-4.1.4-4)")
-        self.log.info("Connecting to the EVSE at {url}", url=self._config["evse"]["url"])
+        self.log.info("Connecting to the EVSE at {url}", url=self.url)
         self.client.start()
 
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
@@ -157,7 +196,7 @@ class PEVController(RoleService):
         self.policy = PeerRecordingPolicy(client_policy(self.tls))
         self.notifications: HTTPSService | None = None
         n = config["notifications"]
-        if n["enabled"] and config["evse"]["url"] is not None:
+        if n["enabled"]:
             resource = NotificationResource(lambda notification:
                                             self.j3072.notification_received(notification))
             self.notifications = HTTPSService(
@@ -167,7 +206,8 @@ class PEVController(RoleService):
             self.notifications.setName("notifications")
             self.notifications.setServiceParent(self)
         self.j3072 = J3072Service(reactor, config, self.inverter, self.tls, self.policy,
-                                  self.notifications)
+                                  self.notifications,
+                                  getattr(self.transport, "interface", None))
         self.j3072.setServiceParent(self)
         socket = config["operator"]["socket"]
         if socket is not None:
