@@ -67,6 +67,9 @@ OPTIONS = Section({
                            min=0.01),
     "trust_set_key_result": Key("bool", False, "Fail when CM_SET_KEY.CNF's Result is not 0 "
                                 "(some QCA firmware reports it inverted: off by default)."),
+    "wait_all_atten_results": Key("bool", True, "EV: wait the whole TT_EV_atten_results for "
+                                  "CM_ATTEN_CHAR.IND (the standard); false: choose once "
+                                  "every EVSE that confirmed has answered."),
     "max_attenuation_db": Key("float", 0.0, "EVSE: ignore EVs whose mean attenuation is "
                               "above this (dB; neighbouring-port crosstalk); 0 = off.",
                               min=0, max=255),
@@ -154,7 +157,8 @@ class PlcTransport:
                                        max_attenuation=c["max_attenuation_db"] or None,
                                        **kwargs)
         else:
-            machine = EVMachine(self.mac, timers_from(c), **kwargs)
+            machine = EVMachine(self.mac, timers_from(c),
+                                wait_all_atten_results=c["wait_all_atten_results"], **kwargs)
         self._driver = Driver(machine, self.reactor, self._to_wire, self._decide,
                               name=self.name)
         if c["emulate_modem"]:
