@@ -1,0 +1,1 @@
+"""The network plane: IPv6 addressing and RAs, routing lockout, mDNS."""

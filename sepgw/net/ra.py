@@ -1,0 +1,445 @@
+"""Router Advertisements on a port (profile 4.2.3, V2G-4.2.3-4): the EVSE advertises the
+port's ULA /64 so that the PEV configures its address with SLAAC (V2G-4.2.3-3).
+
+    ra = RouterAdvertiser(reactor, "eth1", RAContent(prefix=port.prefix))
+    ra.start()      # at port start: periodic RAs, and an answer to every valid RS
+    ra.stop()       # at port stop
+
+What is advertised (:class:`RAContent`, RFC 4861 §4.2): current hop limit 64; no M/O flags
+(addresses by SLAAC, nothing by DHCPv6); **router lifetime 0**: the EVSE is not a default
+router, so the PEV sends nothing off-link through it (the profile's "no routing on initial
+connection", V2G-4.2.4-1, holds on the PEV's side too); reachable time and retransmission
+timer unspecified (0); one Prefix Information option: the port's /64, on-link (L) and
+autonomous (A), valid 1800 s, preferred 900 s (short, so that a PEV's address lapses soon
+after the EVSE stops advertising); the Source Link-Layer Address option with the
+interface's MAC. ``update(router_lifetime=...)`` changes it at run time (e.g. after
+authorization, if the EVSE offers routing) and advertises the change promptly.
+
+When (:class:`RATiming`, RFC 4861 §6.2.4 and §6.2.6, with a shorter maximum interval): the
+first RA at start, then ``initial_count - 1`` more at most ``initial_interval`` apart, then
+one every ``min_interval``..``max_interval`` seconds (random, 9.9..30 s by default). A valid
+Router Solicitation is answered by a multicast RA after a random 0..0.5 s, but never sooner
+than 3 s after the previous one (RSs arriving meanwhile share that RA): the rate limit.
+
+The socket: raw ICMPv6, bound to the interface (SO_BINDTODEVICE), hop limit 255, joined to
+ff02::2 (all-routers: RSs are sent there, and the kernel joins it only on forwarding
+interfaces), an ICMP6_FILTER passing only Router Solicitations, IPV6_RECVHOPLIMIT to check
+that a solicitation came from the link (hop limit 255). The kernel computes the ICMPv6
+checksum of what is sent and verifies that of what is received. RAs leave with the
+interface's link-local source address, as RFC 4861 requires; while that address is still
+tentative the kernel refuses to send, which is counted and retried at the next RA.
+The reactor watches the socket (IReadDescriptor); nothing blocks. Needs CAP_NET_RAW.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+import socket
+import struct
+import sys
+from collections import Counter
+from dataclasses import dataclass, replace
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any
+
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+ND_ROUTER_SOLICIT = 133
+ND_ROUTER_ADVERT = 134
+OPT_SOURCE_LLADDR = 1
+OPT_PREFIX_INFORMATION = 3
+PIO_ON_LINK = 0x80
+PIO_AUTONOMOUS = 0x40
+RA_MANAGED = 0x80
+RA_OTHER = 0x40
+
+ALL_NODES = "ff02::1"
+ALL_ROUTERS = "ff02::2"
+ICMP6_FILTER = 1           # linux/icmpv6.h: ICMPV6_FILTER, level IPPROTO_ICMPV6
+SIOCGIFHWADDR = 0x8927
+HOP_LIMIT = 255            # RFC 4861: every ND message is sent, and must arrive, with 255
+
+_RA_HEADER = struct.Struct("!BBHBBHII")      # type code checksum hop flags lifetime reach retr
+_PIO = struct.Struct("!BBBBIII16s")          # type len prefixlen flags valid preferred rsvd prefix
+_RS_HEADER = struct.Struct("!BBHI")          # type code checksum reserved
+
+
+class InvalidPacket(ValueError):
+    """A received Neighbor Discovery message that RFC 4861 says to discard."""
+
+
+def mac_bytes(mac: str | bytes) -> bytes:
+    """``"02:00:00:00:00:01"`` (or 6 bytes) as 6 bytes."""
+    if isinstance(mac, bytes):
+        raw = mac
+    else:
+        try:
+            raw = bytes(int(part, 16) for part in mac.split(":"))
+        except ValueError:
+            raise ValueError(f"bad MAC address {mac!r}") from None
+    if len(raw) != 6:
+        raise ValueError(f"bad MAC address {mac!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class RAContent:
+    """What a Router Advertisement says (times in seconds unless named otherwise)."""
+
+    prefix: IPv6Network
+    source_mac: bytes | None = None
+    cur_hop_limit: int = 64
+    managed: bool = False
+    other: bool = False
+    router_lifetime: int = 0
+    reachable_time_ms: int = 0
+    retrans_timer_ms: int = 0
+    valid_lifetime: int = 1800
+    preferred_lifetime: int = 900
+    on_link: bool = True
+    autonomous: bool = True
+
+    def __post_init__(self) -> None:
+        if self.source_mac is not None:
+            object.__setattr__(self, "source_mac", mac_bytes(self.source_mac))
+        if not 0 <= self.cur_hop_limit <= 255:
+            raise ValueError("cur_hop_limit must be 0..255")
+        if not 0 <= self.router_lifetime <= 9000:
+            raise ValueError("router_lifetime must be 0..9000 s (RFC 4861 §6.2.1)")
+        if self.preferred_lifetime > self.valid_lifetime:
+            raise ValueError("preferred_lifetime must not exceed valid_lifetime")
+        for name in ("reachable_time_ms", "retrans_timer_ms", "valid_lifetime",
+                     "preferred_lifetime"):
+            if not 0 <= getattr(self, name) <= 0xFFFFFFFF:
+                raise ValueError(f"{name} must fit in 32 bits")
+
+
+def build_router_advertisement(content: RAContent) -> bytes:
+    """The ICMPv6 Router Advertisement (checksum 0: the kernel fills it in)."""
+    flags = (RA_MANAGED if content.managed else 0) | (RA_OTHER if content.other else 0)
+    packet = _RA_HEADER.pack(ND_ROUTER_ADVERT, 0, 0, content.cur_hop_limit, flags,
+                             content.router_lifetime, content.reachable_time_ms,
+                             content.retrans_timer_ms)
+    pio_flags = (PIO_ON_LINK if content.on_link else 0) | \
+        (PIO_AUTONOMOUS if content.autonomous else 0)
+    packet += _PIO.pack(OPT_PREFIX_INFORMATION, 4, content.prefix.prefixlen, pio_flags,
+                        content.valid_lifetime, content.preferred_lifetime, 0,
+                        content.prefix.network_address.packed)
+    if content.source_mac is not None:
+        packet += bytes([OPT_SOURCE_LLADDR, 1]) + content.source_mac
+    return packet
+
+
+def _options(data: bytes) -> list[tuple[int, bytes]]:
+    """ND options (type, whole option bytes); malformed ones raise InvalidPacket."""
+    options = []
+    while data:
+        if len(data) < 2 or data[1] == 0:
+            raise InvalidPacket("option with length 0")
+        size = data[1] * 8
+        if size > len(data):
+            raise InvalidPacket("option longer than the message")
+        options.append((data[0], data[:size]))
+        data = data[size:]
+    return options
+
+
+def parse_router_advertisement(data: bytes) -> RAContent:
+    """The content of a Router Advertisement (the first Prefix Information option)."""
+    if len(data) < _RA_HEADER.size:
+        raise InvalidPacket("Router Advertisement shorter than 16 bytes")
+    kind, code, _, hops, flags, lifetime, reachable, retrans = _RA_HEADER.unpack_from(data)
+    if kind != ND_ROUTER_ADVERT or code != 0:
+        raise InvalidPacket(f"not a Router Advertisement (type {kind}, code {code})")
+    prefix = None
+    fields: dict[str, Any] = {}
+    for option_type, option in _options(data[_RA_HEADER.size:]):
+        if option_type == OPT_PREFIX_INFORMATION and prefix is None:
+            if len(option) != _PIO.size:
+                raise InvalidPacket("Prefix Information option is not 32 bytes")
+            _, _, length, pio_flags, valid, preferred, _, raw = _PIO.unpack(option)
+            prefix = IPv6Network((raw, length), strict=False)
+            fields.update(valid_lifetime=valid, preferred_lifetime=preferred,
+                          on_link=bool(pio_flags & PIO_ON_LINK),
+                          autonomous=bool(pio_flags & PIO_AUTONOMOUS))
+        elif option_type == OPT_SOURCE_LLADDR and len(option) == 8:
+            fields["source_mac"] = option[2:8]
+    if prefix is None:
+        raise InvalidPacket("no Prefix Information option")
+    return RAContent(prefix=prefix, cur_hop_limit=hops, managed=bool(flags & RA_MANAGED),
+                     other=bool(flags & RA_OTHER), router_lifetime=lifetime,
+                     reachable_time_ms=reachable, retrans_timer_ms=retrans, **fields)
+
+
+def build_router_solicitation(source_mac: str | bytes | None = None) -> bytes:
+    """An ICMPv6 Router Solicitation (checksum 0), with a Source Link-Layer Address option
+    if ``source_mac`` is given."""
+    packet = _RS_HEADER.pack(ND_ROUTER_SOLICIT, 0, 0, 0)
+    if source_mac is not None:
+        packet += bytes([OPT_SOURCE_LLADDR, 1]) + mac_bytes(source_mac)
+    return packet
+
+
+@dataclass(frozen=True)
+class RouterSolicitation:
+    """A valid Router Solicitation: who sent it, and its MAC if it said."""
+
+    source: IPv6Address
+    source_mac: bytes | None
+
+
+def parse_router_solicitation(data: bytes, source: str | IPv6Address,
+                              hop_limit: int | None) -> RouterSolicitation:
+    """Validate a received RS (RFC 4861 §6.1.1) and return it; raises InvalidPacket.
+
+    ``hop_limit`` is the IPv6 hop limit it arrived with (None if unknown: not checked).
+    The ICMPv6 checksum is verified by the kernel before the socket sees the message.
+    """
+    if hop_limit is not None and hop_limit != HOP_LIMIT:
+        raise InvalidPacket(f"hop limit {hop_limit}, not 255: not from the link")
+    if len(data) < _RS_HEADER.size:
+        raise InvalidPacket("Router Solicitation shorter than 8 bytes")
+    kind, code, _, _ = _RS_HEADER.unpack_from(data)
+    if kind != ND_ROUTER_SOLICIT or code != 0:
+        raise InvalidPacket(f"not a Router Solicitation (type {kind}, code {code})")
+    address = IPv6Address(str(source).split("%", 1)[0])
+    mac = None
+    for option_type, option in _options(data[_RS_HEADER.size:]):
+        if option_type == OPT_SOURCE_LLADDR:
+            if address.is_unspecified:
+                raise InvalidPacket("source link-layer address from the unspecified address")
+            if len(option) == 8:
+                mac = option[2:8]
+    return RouterSolicitation(address, mac)
+
+
+def icmp6_filter(*passed: int) -> bytes:
+    """A Linux ICMP6_FILTER value letting only ICMPv6 types ``passed`` through (a set bit
+    blocks a type; 8 host-order 32-bit words)."""
+    words = [0xFFFFFFFF] * 8
+    for kind in passed:
+        words[kind >> 5] &= ~(1 << (kind & 31)) & 0xFFFFFFFF
+    return struct.pack("=8I", *words)
+
+
+def open_ra_socket(interface: str) -> socket.socket:
+    """The non-blocking raw ICMPv6 socket of an advertiser on ``interface`` (see the module
+    documentation). Needs CAP_NET_RAW; raises OSError if the interface does not exist."""
+    index = socket.if_nametoindex(interface)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, icmp6_filter(ND_ROUTER_SOLICIT))
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, HOP_LIMIT)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, HOP_LIMIT)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                        socket.inet_pton(socket.AF_INET6, ALL_ROUTERS) + struct.pack("@I", index))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def interface_mac(sock: socket.socket, interface: str) -> bytes:
+    """The hardware address of ``interface`` (SIOCGIFHWADDR on any socket)."""
+    import fcntl
+
+    request = struct.pack("16sH14s", interface.encode(), 0, b"")
+    answer = fcntl.ioctl(sock.fileno(), SIOCGIFHWADDR, request)
+    return bytes(answer[18:24])
+
+
+@dataclass(frozen=True)
+class RATiming:
+    """When RAs are sent (seconds). ``min_interval`` defaults to 0.33 × ``max_interval``."""
+
+    max_interval: float = 30.0
+    min_interval: float | None = None
+    initial_interval: float = 2.0
+    initial_count: int = 3
+    min_delay_between_ras: float = 3.0
+    max_response_delay: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.min_interval is None:
+            object.__setattr__(self, "min_interval", 0.33 * self.max_interval)
+        assert self.min_interval is not None
+        if not 0 < self.min_interval <= self.max_interval:
+            raise ValueError("need 0 < min_interval <= max_interval")
+        if self.initial_interval <= 0 or self.initial_count < 1:
+            raise ValueError("need initial_interval > 0 and initial_count >= 1")
+        if self.min_delay_between_ras < 0 or self.max_response_delay < 0:
+            raise ValueError("delays must not be negative")
+
+
+@implementer(IReadDescriptor)
+class RouterAdvertiser:
+    """Sends a port's Router Advertisements from the reactor and answers solicitations.
+
+    ``sock`` (default: :func:`open_ra_socket` at start) and ``rng`` are for tests. The MAC
+    for the Source Link-Layer Address option is read from the interface at start unless
+    ``content.source_mac`` is given. ``stats`` counts ``ra_sent``, ``ra_send_errors``,
+    ``rs_received`` and ``rs_ignored`` (invalid solicitations).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, interface: str, content: RAContent,
+                 timing: RATiming = RATiming(), sock: Any = None,
+                 rng: random.Random | None = None) -> None:
+        self.reactor = reactor
+        self.interface = interface
+        self.content = content
+        self.timing = timing
+        self.stats: Counter[str] = Counter()
+        self._sock = sock
+        self._rng = rng or random.SystemRandom()
+        self._packet = b""
+        self._timer: Any = None
+        self._next_at = 0.0
+        self._last_sent: float | None = None
+        self._advertised = 0
+        self._last_error: int | None = None
+        self.running = False
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the socket, start advertising (the first RA goes out at once)."""
+        if self.running:
+            return
+        if self._sock is None:
+            self._sock = open_ra_socket(self.interface)
+        if self.content.source_mac is None:
+            self.content = replace(self.content, source_mac=interface_mac(self._sock,
+                                                                          self.interface))
+        self._packet = build_router_advertisement(self.content)
+        self.running = True
+        self._advertised = 0
+        self.reactor.addReader(self)
+        self.log.info("{interface}: advertising {prefix} (router lifetime {lifetime} s)",
+                      interface=self.interface, prefix=self.content.prefix,
+                      lifetime=self.content.router_lifetime)
+        self._schedule(0.0)
+
+    def stop(self) -> None:
+        """Stop advertising and close the socket."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self.running:
+            self.reactor.removeReader(self)
+            self.running = False
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def update(self, **changes: Any) -> None:
+        """Change what is advertised (e.g. ``router_lifetime=1800`` once the PEV may route
+        through the EVSE, ``router_lifetime=0`` when it may no longer) and advertise the
+        change as soon as the rate limit allows."""
+        self.content = replace(self.content, **changes)
+        self._packet = build_router_advertisement(self.content)
+        if self.running:
+            self._soon()
+
+    # -- timing -------------------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._next_at = self.reactor.seconds() + delay
+        self._timer = self.reactor.callLater(delay, self._advertise)
+
+    def _soon(self) -> None:
+        """An RA within max_response_delay, rate limited (RFC 4861 §6.2.6)."""
+        now = self.reactor.seconds()
+        at = now + self._rng.uniform(0, self.timing.max_response_delay)
+        if self._last_sent is not None:
+            at = max(at, self._last_sent + self.timing.min_delay_between_ras)
+        if self._timer is not None and self._timer.active() and self._next_at <= at:
+            return  # the RA already due sooner answers this one too
+        self._schedule(at - now)
+
+    def _advertise(self) -> None:
+        self._timer = None
+        self._send()
+        self._advertised += 1
+        timing = self.timing
+        assert timing.min_interval is not None
+        interval = self._rng.uniform(timing.min_interval, timing.max_interval)
+        if self._advertised < timing.initial_count:
+            interval = min(interval, timing.initial_interval)
+        self._schedule(interval)
+
+    def _send(self) -> None:
+        try:
+            self._sock.sendto(self._packet, (ALL_NODES, 0, 0, 0))
+        except OSError as e:
+            self.stats["ra_send_errors"] += 1
+            if e.errno != self._last_error:  # say it once, not every interval
+                self.log.warn("{interface}: cannot send a Router Advertisement yet: "
+                              "{error}", interface=self.interface, error=e)
+            self._last_error = e.errno
+            return
+        if self._last_error is not None:
+            self.log.info("{interface}: Router Advertisements go out again",
+                          interface=self.interface)
+        self._last_error = None
+        self.stats["ra_sent"] += 1
+        self._last_sent = self.reactor.seconds()
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def solicited(self, solicitation: RouterSolicitation) -> None:
+        """A valid Router Solicitation arrived: answer it (rate limited)."""
+        self.stats["rs_received"] += 1
+        self.log.debug("{interface}: Router Solicitation from {source}",
+                       interface=self.interface, source=solicitation.source)
+        self._soon()
+
+    def fileno(self) -> int:
+        return -1 if self._sock is None else int(self._sock.fileno())
+
+    def doRead(self) -> None:
+        for _ in range(32):  # bounded: other readers get their turn
+            if self._sock is None:
+                return
+            try:
+                data, ancillary, _, address = self._sock.recvmsg(
+                    2048, socket.CMSG_SPACE(4))
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno not in (errno.EINTR, errno.ENETDOWN):
+                    self.log.error("{interface}: reading solicitations failed: {error}",
+                                   interface=self.interface, error=e)
+                return
+            hop_limit = None
+            for level, kind, value in ancillary:
+                if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT \
+                        and len(value) >= 4:
+                    hop_limit = int.from_bytes(value[:4], sys.byteorder)
+            try:
+                solicitation = parse_router_solicitation(data, address[0], hop_limit)
+            except (InvalidPacket, ValueError) as e:
+                self.stats["rs_ignored"] += 1
+                self.log.debug("{interface}: ignored a Router Solicitation from {source}: "
+                               "{reason}", interface=self.interface, source=address[0],
+                               reason=e)
+                continue
+            self.solicited(solicitation)
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return f"RA {self.interface}"
