@@ -1,0 +1,119 @@
+"""End to end across network namespaces (root only): the EVSE and the PEV on two ends of a
+veth pair, nothing configured on the PEV but its certificate and interface. The PEV gets its
+ULA by SLAAC from the EVSE's Router Advertisements, finds the EVSE by mDNS, and completes the
+J3072 sequence to authorization; it cannot reach anything beyond the EVSE."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import ETC, shared_pki
+from tests.netns import Netns
+from tests.processes import TWISTD, Process
+
+UPSTREAM = "fd99::99"
+
+
+def evse_config(directory: Path, pki: Path) -> Path:
+    text = (ETC / "sepgw.toml").read_text()
+    text = text.replace("../run/pki", str(pki)).replace('addresses = ["::1"]',
+                                                         'addresses = ["::"]')
+    text = text.replace('"../run/sepgw.sock"', f'"{directory / "op.sock"}"')
+    text = text.replace("../run/", f"{directory}/")
+    text = text.replace('transport = { plugin = "loopback" }',
+                        'transport = { plugin = "ethernet", interface = "evse0" }')
+    text = text.replace(', link = "127.0.0.1:47101", control = true', "")
+    text += "\n[network]\nenabled = true\nra_interval_s = 4.0\n"
+    (directory / "approved-pevs.txt").write_text((ETC / "approved-pevs.txt").read_text())
+    path = directory / "sepgw.toml"
+    path.write_text(text)
+    return path
+
+
+def pev_config(directory: Path, pki: Path) -> Path:
+    text = (ETC / "pev.toml").read_text()
+    text = text.replace("../run/pki", str(pki))
+    text = text.replace('"../run/pev.sock"', f'"{directory / "pev.sock"}"')
+    text = text.replace("../run/", f"{directory}/")
+    text = text.replace('url = "https://[::1]:8443/dcap"\n', "")
+    text = text.replace('[transport]\nplugin = "loopback"',
+                        '[transport]\nplugin = "ethernet"\ninterface = "pev0"')
+    text = "\n".join(line for line in text.splitlines()
+                     if not line.startswith(("link =", "bind =", "control =")))
+    text = text.replace('[notifications]\nenabled = true\naddress = "::1"',
+                        '[notifications]\nenabled = true\naddress = "::"')
+    path = directory / "pev.toml"
+    path.write_text(text)
+    return path
+
+
+def connect(net: Netns, ns: str, host: str, port: int) -> str:
+    """Try a TCP connection from inside ``ns``: "connected" or the error."""
+    script = ("import socket, sys\n"
+              "try:\n"
+              f"    socket.create_connection(({host!r}, {port}), timeout=3).close()\n"
+              "    print('connected')\n"
+              "except OSError as e:\n"
+              "    print(type(e).__name__, e)\n")
+    return net.run(ns, sys.executable, "-c", script).stdout.strip()
+
+
+class NamespaceTests(SynchronousTestCase):
+    def test_slaac_mdns_authorization_and_lockout(self) -> None:
+        """In two namespaces joined by a veth pair (and an upstream namespace behind the
+        EVSE): the PEV's only configuration is its interface; it gets a ULA from the EVSE's
+        RAs (SLAAC), finds the EVSE by mDNS on ff02::fb, is authorized, and cannot reach the
+        upstream host while the EVSE forwards for everyone else.
+        V2G-4.2.3-1 V2G-4.2.3-2 V2G-4.2.3-3 V2G-4.2.3-4 V2G-4.2.3-5 V2G-4.2.4-1 V2G-4.2.4-2
+        V2G-4.3-1 V2G-4.3-2 V2G-4.3-5 V2G-4.3-6 V2G-4.5.1-2"""
+        net = Netns(self)
+        evse_ns, pev_ns, up_ns = (net.namespace(n) for n in ("evse", "pev", "up"))
+        net.veth("evse0", evse_ns, "pev0", pev_ns)
+        net.veth("uplink0", evse_ns, "up0", up_ns)
+        net.run(up_ns, "ip", "-6", "addr", "add", f"{UPSTREAM}/64", "dev", "up0", "nodad")
+        net.run(evse_ns, "ip", "-6", "addr", "add", "fd99::1/64", "dev", "uplink0", "nodad")
+        net.sysctl(evse_ns, "net.ipv6.conf.all.forwarding", "1")
+        # The upstream host routes back to the EVSE for everything.
+        net.run(up_ns, "ip", "-6", "route", "add", "default", "via", "fd99::1")
+
+        pki = shared_pki()
+        directory = Path(tempfile.mkdtemp(prefix="sepgw-ns-"))
+        (directory / "evse").mkdir()
+        evse = Process(["ip", "netns", "exec", evse_ns, TWISTD, "-n", "--pidfile=", "sepgw",
+                        "--config", str(evse_config(directory / "evse", pki))])
+        self.addCleanup(evse.kill)
+        evse.wait_for(r"sepgw EVSE serving", timeout=30)
+        evse.wait_for(r"routing locked out")
+        (directory / "pev").mkdir()
+        pev = Process(["ip", "netns", "exec", pev_ns, TWISTD, "-n", "--pidfile=",
+                       "sepgw-pev", "--config", str(pev_config(directory / "pev", pki))])
+        self.addCleanup(pev.kill)
+        found = pev.wait_for(r"Found the EVSE by mDNS: (https://\S+)", timeout=60)
+        self.assertIn("fd", found.group(1))
+        evse.wait_for(r"port1: not authorized -> authorized", timeout=60)
+        pev.wait_for(r"opModEnergize True", timeout=30)
+
+        # The PEV reaches the EVSE (V2G-4.2.4-2) but nothing beyond it (V2G-4.2.4-1), even
+        # with a route through the EVSE, which forwards for its other interfaces.
+        evse_address = found.group(1).split("[")[1].split("]")[0]
+        port = int(found.group(1).rsplit(":", 1)[1].split("/")[0])
+        upstream = net.popen(up_ns, sys.executable, "-u", "-m", "http.server", "--bind",
+                             UPSTREAM, "8000", stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        assert upstream.stdout is not None
+        self.assertIn("Serving HTTP", upstream.stdout.readline())  # listening
+        net.run(pev_ns, "ip", "-6", "route", "add", "fd99::/64", "via", evse_address)
+        self.assertEqual(connect(net, pev_ns, evse_address, port), "connected")
+        self.assertEqual(connect(net, evse_ns, UPSTREAM, 8000), "connected")
+        self.assertNotEqual(connect(net, pev_ns, UPSTREAM, 8000), "connected")
+        upstream.kill()
+
+        self.assertEqual(pev.terminate(), -signal.SIGTERM, pev.output)
+        self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
+        self.assertNotIn("Traceback", evse.output + pev.output)
