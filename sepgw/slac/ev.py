@@ -137,8 +137,9 @@ class EVMachine:
         self.phase = Phase.sounding
         self._num_sounds = msg.num_sounds or self.t.sounds
         self._batch = 0
-        return ([CancelTimer("parm"), StartTimer("atten_results", self.t.ev_atten_results)]
-                + self._send_batch())
+        out: list[Output] = [CancelTimer("parm"),
+                             StartTimer("atten_results", self.t.ev_atten_results)]
+        return out + self._send_batch()
 
     def _send_batch(self) -> list[Output]:
         """The next START_ATTEN_CHAR.IND or MNBC_SOUND.IND, one per batch interval."""

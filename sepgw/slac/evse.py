@@ -133,6 +133,8 @@ class EVSEMachine:
                 return [Failed("no CM_SLAC_PARM.REQ from an EV within TT_EVSE_SLAC_init "
                                f"({self.t.slac_init:g} s)")]
             return []
+        kind: str
+        key: tuple[bytes, bytes]
         kind, key = name  # type: ignore[misc]
         attempt = self.attempts.get(key)
         if attempt is None:

@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"option {p}", file=sys.stderr)
         return 2
 
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor
 
     transport = PlcTransport(reactor, f"slac-lab-{args.role}", config)
     lab = Lab(reactor, transport, args.runs, args.pause)
