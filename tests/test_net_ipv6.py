@@ -495,6 +495,21 @@ class AdvertiserTests(SynchronousTestCase):
         self.assertEqual(parse_router_advertisement(self.sock.sent[-1][0]).router_lifetime,
                          1800)
 
+    def test_stop_withdraws_router_lifetime(self) -> None:
+        """Stopping after a router lifetime was advertised sends a last RA with lifetime 0,
+        so that the PEV drops the EVSE as a default router at once."""
+        self.reactor.advance(0)
+        self.ra.update(router_lifetime=1800)
+        self.ra.stop()
+        self.assertEqual(parse_router_advertisement(self.sock.sent[-1][0]).router_lifetime,
+                         0)
+        quiet = RouterAdvertiser(self.reactor, "eth1", RAContent(prefix=PREFIX,
+                                                                 source_mac=MAC),
+                                 sock=FakeSocket())
+        quiet.start()
+        quiet.stop()
+        self.assertEqual(quiet.stats["ra_sent"], 0)
+
     def test_stop(self) -> None:
         """Stopping removes the reader, cancels the timer and closes the socket."""
         self.ra.stop()

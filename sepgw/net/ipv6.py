@@ -316,7 +316,7 @@ class _AddressWait:
         self.deferred: defer.Deferred[IPv6Interface] = defer.Deferred(self._cancel)
 
     def fileno(self) -> int:
-        return int(self.events.fileno())
+        return -1 if self.events is None else int(self.events.fileno())
 
     def doRead(self) -> None:
         for _ in range(64):  # bounded: let the reactor breathe between bursts

@@ -331,11 +331,16 @@ class RouterAdvertiser:
         self._schedule(0.0)
 
     def stop(self) -> None:
-        """Stop advertising and close the socket."""
+        """Stop advertising and close the socket. If a router lifetime was being
+        advertised, a last RA with lifetime 0 withdraws it first (RFC 4861 §6.2.5)."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
         if self.running:
+            if self.content.router_lifetime:
+                self.content = replace(self.content, router_lifetime=0)
+                self._packet = build_router_advertisement(self.content)
+                self._send()
             self.reactor.removeReader(self)
             self.running = False
         if self._sock is not None:
