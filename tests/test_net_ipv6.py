@@ -583,8 +583,9 @@ class NamespaceTests(SynchronousTestCase):
         """Real kernels, two namespaces joined by a veth pair (root only): the EVSE puts
         ::1 of the port /64 on its end and advertises the /64; the PEV, a forwarding host
         where accept_ra=1 would not be enough, enables SLAAC and gets an address from the
-        advertised prefix, in fd00::/8, in answer to its Router Solicitation
-        (V2G-4.2.3-1..4); router lifetime 0 gives it no default route (V2G-4.2.4-1)."""
+        advertised prefix, in fd00::/8, in answer to its Router Solicitation (V2G-4.2.3-1,
+        V2G-4.2.3-2, V2G-4.2.3-3, V2G-4.2.3-4); router lifetime 0 gives it no default route
+        (V2G-4.2.4-1)."""
         from tests.netns import Netns
 
         net = Netns(self)
