@@ -329,7 +329,12 @@ def failed(f):
     reactor.stop()
 
 reactor.addSystemEventTrigger("before", "shutdown", ann.stop)
-reactor.callWhenRunning(lambda: ann.start().addCallbacks(started, failed))
+def go():
+    ann.start().addCallbacks(started, failed)
+    if cfg.get("early"):  # an update while the start is still probing
+        ann.update_addresses(cfg["later"]).addCallback(lambda _: say("updated"))
+
+reactor.callWhenRunning(go)
 reactor.run()
 say("stopped")
 """
@@ -389,9 +394,9 @@ class NamespaceTests(SynchronousTestCase):
         self.fail(f"no usable link-local address on {dev} in {ns}")
 
     def announce(self, ns: str, dev: str, addresses: list[str],
-                 later: list[str] | None = None) -> Process:
+                 later: list[str] | None = None, early: bool = False) -> Process:
         cfg = dict(repo=str(REPO), interface=dev, addresses=addresses, sfdi=TABLE8_SFDI,
-                   port=8443, dcap="/dcap", later=later or addresses)
+                   port=8443, dcap="/dcap", later=later or addresses, early=early)
         proc = Process(["ip", "netns", "exec", ns, sys.executable, str(self.announce_py),
                         json.dumps(cfg)])
         self.addCleanup(proc.kill)
@@ -447,6 +452,15 @@ class NamespaceTests(SynchronousTestCase):
         self.assertEqual(found.get("address"), self.evse_ll, found)
         self.assertEqual(found["url"], f"https://[{self.evse_ll}%pev0]:8443/dcap")
         ann.popen.send_signal(signal.SIGUSR1)
+        ann.wait_for(r"^updated", timeout=10)
+        found = self.discover()
+        self.assertEqual(found.get("address"), "fd12:3456:789a:1::1", found)
+
+    def test_update_while_starting(self) -> None:
+        """Addresses changed while the announcer is still probing are announced once it
+        has registered (no double registration)."""
+        ann = self.announce(self.evse, "evse0", [self.evse_ll],
+                            later=["fd12:3456:789a:1::1", self.evse_ll], early=True)
         ann.wait_for(r"^updated", timeout=10)
         found = self.discover()
         self.assertEqual(found.get("address"), "fd12:3456:789a:1::1", found)

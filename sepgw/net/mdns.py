@@ -247,7 +247,11 @@ def _on_loop(reactor: Any, loop: asyncio.AbstractEventLoop,
     """Run ``coro`` on zeroconf's loop; its outcome fires the Deferred in the reactor
     thread. Cancelling the Deferred cancels the coroutine."""
     future = asyncio.run_coroutine_threadsafe(coro, loop)
-    d: Deferred[T] = Deferred(lambda _: future.cancel())
+
+    def cancel(_: Any) -> None:
+        future.cancel()
+
+    d: Deferred[T] = Deferred(cancel)
 
     def fire(f: Any) -> None:
         if d.called:  # cancelled already
@@ -263,6 +267,19 @@ def _on_loop(reactor: Any, loop: asyncio.AbstractEventLoop,
 
     future.add_done_callback(lambda f: reactor.callFromThread(fire, f))
     return d
+
+
+def _when_done(d: "Deferred[Any]") -> "Deferred[None]":
+    """A Deferred that fires with None when ``d`` fires; ``d``'s result is left to its
+    own callbacks."""
+    done: Deferred[None] = Deferred()
+
+    def passthrough(outcome: Any) -> Any:
+        done.callback(None)
+        return outcome
+
+    d.addBoth(passthrough)
+    return done
 
 
 def _in_thread(reactor: Any, f: Callable[..., T], *args: Any, **kwargs: Any) -> "Deferred[T]":
@@ -349,6 +366,7 @@ class EVSEAnnouncer:
         self._zc: Any = None
         self._main: Any = None
         self._subs: list[Any] = []
+        self._announced: tuple[str, ...] = ()
         self._repeat: asyncio.TimerHandle | None = None
         self._starting: Deferred[None] | None = None
 
@@ -402,13 +420,16 @@ class EVSEAnnouncer:
             self._starting = None
         self.log.info("mDNS: announced {name} on {interface} at {addresses} port {port}",
                       name=self.name, interface=self.interface,
-                      addresses=", ".join(self.addresses), port=self.port)
+                      addresses=", ".join(self._announced), port=self.port)
+        if self._announced != self.addresses:  # updated while starting
+            yield self._send_update()
 
     # The following coroutines run on zeroconf's loop.
 
     async def _register(self) -> None:
         zc = self._zc
         self._main = self.service_info()
+        self._announced = self.addresses
         # Probe (RFC 6762 8.1) and announce the instance under the service type.
         await (await zc.async_register_service(self._main))
         self._add_subtypes()
@@ -424,11 +445,15 @@ class EVSEAnnouncer:
         for info in self._subs:
             zc.registry.types.setdefault(info.type.lower(), {})[info.key] = info
         self._announce_subtypes(ttl=None)
+        if self._repeat is not None:
+            self._repeat.cancel()
         loop = asyncio.get_running_loop()
         self._repeat = loop.call_later(1.0, self._announce_subtypes, None)
 
     def _announce_subtypes(self, ttl: int | None) -> None:
         zc = self._zc
+        if zc is None:
+            return
         for info in self._subs:
             zc.async_send(zc.generate_service_broadcast(info, ttl, False))
 
@@ -449,6 +474,7 @@ class EVSEAnnouncer:
     async def _update(self) -> None:
         self._drop_subtypes(goodbye=False)
         self._main = self.service_info()
+        self._announced = self.addresses
         await (await self._zc.async_update_service(self._main))
         self._add_subtypes()
 
@@ -464,10 +490,15 @@ class EVSEAnnouncer:
         if new == self.addresses:
             return succeed(None)
         self.addresses = new
+        if self._starting is not None:  # announced by start() once registered
+            return _when_done(self._starting)
         if self._zc is None:
             return succeed(None)
+        return self._send_update()
+
+    def _send_update(self) -> "Deferred[None]":
         self.log.info("mDNS: {name} now at {addresses}", name=self.name,
-                      addresses=", ".join(new))
+                      addresses=", ".join(self.addresses))
         return _on_loop(self._reactor, self._zc.loop, self._update())
 
     @inlineCallbacks
@@ -475,9 +506,7 @@ class EVSEAnnouncer:
         """Say goodbye (TTL 0), close zeroconf and join its thread; fires when done. A
         start still in progress is waited for first."""
         if self._starting is not None:
-            started: Deferred[None] = Deferred()
-            self._starting.addBoth(lambda outcome: (started.callback(None), outcome)[1])
-            yield started
+            yield _when_done(self._starting)
         zc = self._zc
         if zc is None:
             return
