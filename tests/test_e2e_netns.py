@@ -20,14 +20,19 @@ from tests.processes import TWISTD, Process
 UPSTREAM = "fd99::99"
 
 
-def evse_config(directory: Path, pki: Path) -> Path:
+ETHERNET = ('{ plugin = "ethernet", interface = "evse0" }',
+            '[transport]\nplugin = "ethernet"\ninterface = "pev0"')
+PLC = ('{ plugin = "plc", interface = "evse0", role = "evse", emulate_modem = true }',
+       '[transport]\nplugin = "plc"\ninterface = "pev0"\nrole = "ev"\nemulate_modem = true')
+
+
+def evse_config(directory: Path, pki: Path, transport: str = ETHERNET[0]) -> Path:
     text = (ETC / "sepgw.toml").read_text()
     text = text.replace("../run/pki", str(pki)).replace('addresses = ["::1"]',
                                                          'addresses = ["::"]')
     text = text.replace('"../run/sepgw.sock"', f'"{directory / "op.sock"}"')
     text = text.replace("../run/", f"{directory}/")
-    text = text.replace('transport = { plugin = "loopback" }',
-                        'transport = { plugin = "ethernet", interface = "evse0" }')
+    text = text.replace('transport = { plugin = "loopback" }', f"transport = {transport}")
     text = text.replace(', link = "127.0.0.1:47101", control = true', "")
     text += "\n[network]\nenabled = true\nra_interval_s = 4.0\n"
     (directory / "approved-pevs.txt").write_text((ETC / "approved-pevs.txt").read_text())
@@ -36,14 +41,13 @@ def evse_config(directory: Path, pki: Path) -> Path:
     return path
 
 
-def pev_config(directory: Path, pki: Path) -> Path:
+def pev_config(directory: Path, pki: Path, transport: str = ETHERNET[1]) -> Path:
     text = (ETC / "pev.toml").read_text()
     text = text.replace("../run/pki", str(pki))
     text = text.replace('"../run/pev.sock"', f'"{directory / "pev.sock"}"')
     text = text.replace("../run/", f"{directory}/")
     text = text.replace('url = "https://[::1]:8443/dcap"\n', "")
-    text = text.replace('[transport]\nplugin = "loopback"',
-                        '[transport]\nplugin = "ethernet"\ninterface = "pev0"')
+    text = text.replace('[transport]\nplugin = "loopback"', transport)
     text = "\n".join(line for line in text.splitlines()
                      if not line.startswith(("link =", "bind =", "control =")))
     text = text.replace('[notifications]\nenabled = true\naddress = "::1"',
@@ -65,6 +69,8 @@ def connect(net: Netns, ns: str, host: str, port: int) -> str:
 
 
 class NamespaceTests(SynchronousTestCase):
+    transports = ETHERNET
+
     def test_slaac_mdns_authorization_and_lockout(self) -> None:
         """In two namespaces joined by a veth pair (and an upstream namespace behind the
         EVSE): the PEV's only configuration is its interface; it gets a ULA from the EVSE's
@@ -86,14 +92,19 @@ class NamespaceTests(SynchronousTestCase):
         directory = Path(tempfile.mkdtemp(prefix="sepgw-ns-"))
         (directory / "evse").mkdir()
         evse = Process(["ip", "netns", "exec", evse_ns, TWISTD, "-n", "--pidfile=", "sepgw",
-                        "--config", str(evse_config(directory / "evse", pki))])
+                        "--config", str(evse_config(directory / "evse", pki,
+                                                    self.transports[0]))])
         self.addCleanup(evse.kill)
         evse.wait_for(r"sepgw EVSE serving", timeout=30)
         evse.wait_for(r"routing locked out")
         (directory / "pev").mkdir()
         pev = Process(["ip", "netns", "exec", pev_ns, TWISTD, "-n", "--pidfile=",
-                       "sepgw-pev", "--config", str(pev_config(directory / "pev", pki))])
+                       "sepgw-pev", "--config", str(pev_config(directory / "pev", pki,
+                                                               self.transports[1]))])
         self.addCleanup(pev.kill)
+        if self.transports is PLC:
+            pev.wait_for(r"matched \S+ \(NID [0-9a-fA-F]+\)", timeout=30)
+            evse.wait_for(r"matched \S+ \(NID [0-9a-fA-F]+\)", timeout=30)
         found = pev.wait_for(r"Found the EVSE by mDNS: (https://\S+)", timeout=60)
         self.assertIn("fd", found.group(1))
         evse.wait_for(r"port1: not authorized -> authorized", timeout=60)
@@ -117,3 +128,10 @@ class NamespaceTests(SynchronousTestCase):
         self.assertEqual(pev.terminate(), -signal.SIGTERM, pev.output)
         self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
         self.assertNotIn("Traceback", evse.output + pev.output)
+
+
+class PLCNamespaceTests(NamespaceTests):
+    """The same with the PLC transport: SLAC on both sides with the frame-level modem
+    emulator before the link counts as up."""
+
+    transports = PLC
