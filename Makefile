@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m sepgw.demo
 
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy sepgw
