@@ -20,7 +20,7 @@ def _build(config: Mapping[str, Any], context: BuildContext) -> Any:
 
 
 def _options() -> Any:
-    from sepgw.slac.transport import OPTIONS
+    from sepgw.slac.options import OPTIONS
 
     return OPTIONS
 

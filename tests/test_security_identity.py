@@ -211,3 +211,46 @@ class PeerIdentityTests(SynchronousTestCase):
         self.assertEqual(peer_identity(FakeTransport(cert)), first)
         self.assertIsNone(peer_identity(FakeTransport(None)))
         self.assertIsNone(peer_identity(object()))
+
+
+class HardwareModuleNameDERTests(SynchronousTestCase):
+    """sepgw reads and writes the HardwareModuleName DER itself (no ASN.1 library at run
+    time); these tests hold it to pyasn1's reading of the same bytes."""
+
+    def test_agrees_with_pyasn1(self) -> None:
+        """Generated names encode to what pyasn1 decodes, and pyasn1's encodings decode to
+        the same name. V2G-4.4-2"""
+        from hypothesis import given, settings
+        from hypothesis import strategies as st
+        from pyasn1.codec.der import decoder, encoder
+        from pyasn1.type import namedtype, univ
+
+        class HWMN(univ.Sequence):
+            componentType = namedtype.NamedTypes(
+                namedtype.NamedType("hwType", univ.ObjectIdentifier()),
+                namedtype.NamedType("hwSerialNum", univ.OctetString()))
+
+        oids = st.tuples(st.integers(0, 2), st.integers(0, 39),
+                         st.lists(st.integers(0, 2**40), max_size=8)).map(
+            lambda t: ".".join(map(str, [t[0], t[1], *t[2]])))
+
+        @settings(max_examples=200, deadline=None)
+        @given(oids, st.binary(max_size=300))
+        def check(oid: str, serial: bytes) -> None:
+            name = HardwareModuleName(oid, serial)
+            decoded, rest = decoder.decode(name.to_der(), asn1Spec=HWMN())
+            self.assertEqual((str(decoded["hwType"]), bytes(decoded["hwSerialNum"]), rest),
+                             (oid, serial, b""))
+            value = HWMN()
+            value["hwType"] = univ.ObjectIdentifier(oid)
+            value["hwSerialNum"] = univ.OctetString(serial)
+            self.assertEqual(HardwareModuleName.from_der(bytes(encoder.encode(value))), name)
+
+        check()
+
+    def test_malformed_rejected(self) -> None:
+        """Truncated, non-minimal and trailing-data encodings raise ValueError."""
+        good = HardwareModuleName("1.3.6.1.4.1.32473.2.1", b"PEV-1").to_der()
+        for bad in (good[:-1], good + b"\x00", b"\x30\x81\x05" + good[2:],
+                    b"\x31" + good[1:], good.replace(b"\x06", b"\x06\x80", 1)[:len(good)]):
+            self.assertRaises(ValueError, HardwareModuleName.from_der, bad)

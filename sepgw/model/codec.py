@@ -158,6 +158,22 @@ class Model:
     __slots__ = ()
     _sep_spec: ClassVar[ClassSpec]
 
+    def __repr__(self) -> str:
+        # One repr for every class, instead of one generated per dataclass (memory).
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}"
+                           for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                           if getattr(self, f.name) is not None)
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other: object) -> bool:
+        # One comparison for every class, instead of one generated per dataclass.
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name)
+                   for name in self.__dataclass_fields__)  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]  # mutable values
+
 
 def _unwrap(hint: Any) -> tuple[Any, list[Any], bool]:
     """Return (base type, Annotated metadata, optional) for a field hint."""
@@ -216,7 +232,7 @@ def _build_spec(cls: type[Model], tag: str) -> ClassSpec:
 
 
 def _decorate(cls: type[M], tag: str | None, root: bool) -> type[M]:
-    dc = dataclass(slots=True, kw_only=True)(cls)
+    dc = dataclass(slots=True, kw_only=True, repr=False, eq=False)(cls)
     spec = _build_spec(dc, tag or cls.__name__)
     dc._sep_spec = spec
     if root:

@@ -23,10 +23,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pyasn1.codec.der import decoder as der_decoder
-from pyasn1.codec.der import encoder as der_encoder
-from pyasn1.error import PyAsn1Error
-from pyasn1.type import namedtype, univ
 
 __all__ = [
     "HARDWARE_MODULE_NAME_OID",
@@ -96,16 +92,75 @@ def sfdi_from_lfdi(lfdi: str) -> int:
     return value * 10 + check
 
 
-class _HardwareModuleNameASN1(univ.Sequence):
-    """
-    RFC 4108 HardwareModuleName ::= SEQUENCE { hwType OBJECT IDENTIFIER,
-    hwSerialNum OCTET STRING }
-    """
+# RFC 4108 HardwareModuleName ::= SEQUENCE { hwType OBJECT IDENTIFIER,
+# hwSerialNum OCTET STRING }: small enough to read and write in DER directly (a general
+# ASN.1 library would cost the appliance more memory than this code).
 
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("hwType", univ.ObjectIdentifier()),
-        namedtype.NamedType("hwSerialNum", univ.OctetString()),
-    )
+_SEQUENCE, _OID, _OCTET_STRING = 0x30, 0x06, 0x04
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _der_tlv(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(value)) + value
+
+
+def _der_read(data: bytes, pos: int, tag: int, what: str) -> tuple[bytes, int]:
+    """The value of the DER element of ``tag`` at ``pos``, and the position after it."""
+    if pos + 2 > len(data) or data[pos] != tag:
+        raise ValueError(f"malformed HardwareModuleName: {what} expected")
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4 or pos + count > len(data):
+            raise ValueError(f"malformed HardwareModuleName: bad length of {what}")
+        length = int.from_bytes(data[pos:pos + count], "big")
+        if length < 0x80 or data[pos] == 0:
+            raise ValueError(f"malformed HardwareModuleName: length of {what} not minimal")
+        pos += count
+    if pos + length > len(data):
+        raise ValueError(f"malformed HardwareModuleName: {what} truncated")
+    return data[pos:pos + length], pos + length
+
+
+def _oid_decode(value: bytes) -> str:
+    arcs: list[int] = []
+    current = 0
+    for i, byte in enumerate(value):
+        if current == 0 and byte == 0x80:
+            raise ValueError("malformed HardwareModuleName: hwType not minimally encoded")
+        current = (current << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(current)
+            current = 0
+        elif i == len(value) - 1:
+            raise ValueError("malformed HardwareModuleName: hwType truncated")
+    if not arcs:
+        raise ValueError("malformed HardwareModuleName: empty hwType")
+    first = arcs[0]
+    head = [min(first // 40, 2), first - 40 * min(first // 40, 2)]
+    return ".".join(str(a) for a in head + arcs[1:])
+
+
+def _oid_encode(dotted: str) -> bytes:
+    arcs = [int(a) for a in dotted.split(".")]
+    out = bytearray()
+    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out += bytes(reversed(chunk))
+    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -134,25 +189,22 @@ class HardwareModuleName:
 
         Raises L{ValueError} if it is malformed.
         """
-        try:
-            decoded, rest = der_decoder.decode(der, asn1Spec=_HardwareModuleNameASN1())
-        except PyAsn1Error as e:
-            raise ValueError(f"malformed HardwareModuleName: {e}") from e
-        if rest:
+        der = bytes(der)
+        body, end = _der_read(der, 0, _SEQUENCE, "SEQUENCE")
+        if end != len(der):
             raise ValueError("malformed HardwareModuleName: trailing data")
-        return cls(
-            hw_type=str(decoded["hwType"]),
-            hw_serial=bytes(decoded["hwSerialNum"]),
-        )
+        oid, pos = _der_read(body, 0, _OID, "hwType OBJECT IDENTIFIER")
+        serial, pos = _der_read(body, pos, _OCTET_STRING, "hwSerialNum OCTET STRING")
+        if pos != len(body):
+            raise ValueError("malformed HardwareModuleName: trailing data in the SEQUENCE")
+        return cls(hw_type=_oid_decode(oid), hw_serial=serial)
 
     def to_der(self) -> bytes:
         """
         The DER encoding of this HardwareModuleName (the otherName value).
         """
-        value = _HardwareModuleNameASN1()
-        value["hwType"] = univ.ObjectIdentifier(self.hw_type)
-        value["hwSerialNum"] = univ.OctetString(self.hw_serial)
-        return bytes(der_encoder.encode(value))
+        return _der_tlv(_SEQUENCE, _der_tlv(_OID, _oid_encode(self.hw_type))
+                        + _der_tlv(_OCTET_STRING, self.hw_serial))
 
     def to_other_name(self) -> x509.OtherName:
         """
