@@ -118,6 +118,21 @@ class RoleService(OrderedMultiService):
                                state_dir=self.config.general["state_dir"], extra=extra)
         return build_component(plugin, context)
 
+    def add_operator_socket(self, factory: Any) -> None:
+        """Serve ``factory`` (the local operator's line protocol) on the ``[operator]``
+        socket, if one is configured: mode 0600, a stale socket of a dead process replaced."""
+        path = self.config["operator"]["socket"]
+        if path is None:
+            return
+        from twisted.application.internet import StreamServerEndpointService
+        from twisted.internet.endpoints import UNIXServerEndpoint
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        service = StreamServerEndpointService(
+            UNIXServerEndpoint(self.reactor, str(path), mode=0o600, wantPID=True), factory)
+        service.setName("operator")
+        service.setServiceParent(self)
+
     def add_component(self, name: str, component: Any) -> ComponentService:
         service = ComponentService(name, component)
         service.setServiceParent(self)

@@ -17,6 +17,7 @@ from twisted.internet.task import LoopingCall
 from sepgw.config import Config
 from sepgw.evse.http import EVSEHTTPServer
 from sepgw.evse.notify import Notifier, https_agent_factory
+from sepgw.evse.operator import OperatorFactory
 from sepgw.evse.tree import EVSEResources
 from sepgw.evse.controller import PortController, SiteCoordinator
 from sepgw.interfaces import IContactor, MeterSample
@@ -119,19 +120,8 @@ class EVSEGateway(RoleService):
             service = PortService(controller, network=network, **parts)
             service.setServiceParent(self)
             self.ports.append(service)
-        socket = config["operator"]["socket"]
-        if socket is not None:
-            from twisted.application.internet import StreamServerEndpointService
-            from twisted.internet.endpoints import UNIXServerEndpoint
-
-            from sepgw.evse.operator import OperatorFactory
-
-            socket.parent.mkdir(parents=True, exist_ok=True)
-            operator = StreamServerEndpointService(
-                UNIXServerEndpoint(reactor, str(socket), mode=0o600, wantPID=True),
-                OperatorFactory({p.controller.name: p.controller for p in self.ports}))
-            operator.setName("operator")
-            operator.setServiceParent(self)
+        self.add_operator_socket(
+            OperatorFactory({p.controller.name: p.controller for p in self.ports}))
         networks = [p.network for p in self.ports if p.network is not None]
         port_of = None
         if networks:

@@ -20,6 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from sepgw.config import Config
 from sepgw.pev.http import SEPClient
+from sepgw.pev.operator import PEVOperatorFactory
 from sepgw.pev.notifications import (
     NotificationResource,
     PeerRecordingPolicy,
@@ -209,19 +210,7 @@ class PEVController(RoleService):
                                   self.notifications,
                                   getattr(self.transport, "interface", None))
         self.j3072.setServiceParent(self)
-        socket = config["operator"]["socket"]
-        if socket is not None:
-            from twisted.application.internet import StreamServerEndpointService
-            from twisted.internet.endpoints import UNIXServerEndpoint
-
-            from sepgw.pev.operator import PEVOperatorFactory
-
-            socket.parent.mkdir(parents=True, exist_ok=True)
-            operator = StreamServerEndpointService(
-                UNIXServerEndpoint(reactor, str(socket), mode=0o600, wantPID=True),
-                PEVOperatorFactory(lambda: self.j3072.client))
-            operator.setName("operator")
-            operator.setServiceParent(self)
+        self.add_operator_socket(PEVOperatorFactory(lambda: self.j3072.client))
 
     def _serving(self, _: Any) -> None:
         release_startup_memory()
