@@ -2,7 +2,7 @@
 
 Written for the tests, independent of sepgw's PEV role: it sends hand-written XML (the
 profile's section 5 examples with their typos corrected) and checks the answers with
-sepgw's model. The same script runs in memory against the Klein app (``StubTreq``) and, as
+sepgw's model. The same script runs in memory against the server resource (``StubTreq``) and, as
 ``python -m tests.scripted_pev URL CERT KEY CA``, as a real process over mutual TLS.
 """
 

@@ -26,7 +26,8 @@ PLC = ('{ plugin = "plc", interface = "evse0", role = "evse", emulate_modem = tr
        '[transport]\nplugin = "plc"\ninterface = "pev0"\nrole = "ev"\nemulate_modem = true')
 
 
-def evse_config(directory: Path, pki: Path, transport: str = ETHERNET[0]) -> Path:
+def evse_config(directory: Path, pki: Path, transport: str = ETHERNET[0],
+                network: str = "") -> Path:
     text = (ETC / "sepgw.toml").read_text()
     text = text.replace("../run/pki", str(pki)).replace('addresses = ["::1"]',
                                                          'addresses = ["::"]')
@@ -34,7 +35,7 @@ def evse_config(directory: Path, pki: Path, transport: str = ETHERNET[0]) -> Pat
     text = text.replace("../run/", f"{directory}/")
     text = text.replace('transport = { plugin = "loopback" }', f"transport = {transport}")
     text = text.replace(', link = "127.0.0.1:47101", control = true', "")
-    text += "\n[network]\nenabled = true\nra_interval_s = 4.0\n"
+    text += "\n[network]\nenabled = true\nra_interval_s = 4.0\n" + network
     (directory / "approved-pevs.txt").write_text((ETC / "approved-pevs.txt").read_text())
     path = directory / "sepgw.toml"
     path.write_text(text)
@@ -70,6 +71,8 @@ def connect(net: Netns, ns: str, host: str, port: int) -> str:
 
 class NamespaceTests(SynchronousTestCase):
     transports = ETHERNET
+    network = ""
+    forwarded = False
 
     def test_slaac_mdns_authorization_and_lockout(self) -> None:
         """In two namespaces joined by a veth pair (and an upstream namespace behind the
@@ -93,7 +96,7 @@ class NamespaceTests(SynchronousTestCase):
         (directory / "evse").mkdir()
         evse = Process(["ip", "netns", "exec", evse_ns, TWISTD, "-n", "--pidfile=", "sepgw",
                         "--config", str(evse_config(directory / "evse", pki,
-                                                    self.transports[0]))])
+                                                    self.transports[0], self.network))])
         self.addCleanup(evse.kill)
         evse.wait_for(r"sepgw EVSE serving", timeout=30)
         evse.wait_for(r"routing locked out")
@@ -122,7 +125,11 @@ class NamespaceTests(SynchronousTestCase):
         net.run(pev_ns, "ip", "-6", "route", "add", "fd99::/64", "via", evse_address)
         self.assertEqual(connect(net, pev_ns, evse_address, port), "connected")
         self.assertEqual(connect(net, evse_ns, UPSTREAM, 8000), "connected")
-        self.assertNotEqual(connect(net, pev_ns, UPSTREAM, 8000), "connected")
+        if self.forwarded:
+            evse.wait_for(r"forwarding enabled \(PEV authorized\)")
+            self.assertEqual(connect(net, pev_ns, UPSTREAM, 8000), "connected")
+        else:
+            self.assertNotEqual(connect(net, pev_ns, UPSTREAM, 8000), "connected")
         upstream.kill()
 
         self.assertEqual(pev.terminate(), -signal.SIGTERM, pev.output)
@@ -135,3 +142,11 @@ class PLCNamespaceTests(NamespaceTests):
     emulator before the link counts as up."""
 
     transports = PLC
+
+
+class ForwardingNamespaceTests(NamespaceTests):
+    """With `forward_when_authorized`, the lockout is lifted once the PEV is authorized
+    (4.2.4 allows it): the PEV then reaches the upstream host through the EVSE."""
+
+    network = "forward_when_authorized = true\n"
+    forwarded = True

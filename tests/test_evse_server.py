@@ -1,4 +1,5 @@
-"""The EVSE's 2030.5 server in memory: the Klein app driven with StubTreq on a fake clock.
+"""The EVSE's 2030.5 server in memory: its twisted.web resource driven with StubTreq on a
+fake clock.
 
 The client identity normally comes from the TLS certificate; here the app is given an
 ``identify`` function that maps a test header to a PeerIdentity from the test PKI (the TLS

@@ -1,6 +1,6 @@
 """The PEV client (sepgw.pev.session) against the EVSE server in memory, on one fake clock.
 
-The server fixture is sepgw's own EVSE (resource tree, Klein app, port controller, j3072
+The server fixture is sepgw's own EVSE (resource tree, HTTP resource, port controller, j3072
 policy) with URIs that differ from every path in the profile's examples (``/edev/0``,
 ``/edev/0/derp/1/derc``, ``/rsps/0/rsp``...; the examples use ``/edev/1``, ``/pev/derp``,
 ``/rsps``), so the client can only get there by following links.

@@ -120,8 +120,10 @@ SITE = Section(
 SERVER = Section(
     {
         "addresses": Key(["str"], ["::1"],
-                         doc="Addresses the HTTPS server listens on (besides each port's ULA "
-                             "once the network plane assigns one).", non_empty=True),
+                         doc="Addresses the HTTPS server listens on. With `[network] enabled`, "
+                             "use `\"::\"` so that the ports' ULA addresses are served (a "
+                             "connection's port is the one whose prefix it reached).",
+                         non_empty=True),
         "port": Key("int", 8443, doc="TCP port of the HTTPS server.", min=1, max=65535),
         "dcap_path": Key("str", "/dcap", doc="Path of the DeviceCapability resource "
                                              "(announced in mDNS TXT `dcap`).",

@@ -2,7 +2,7 @@
 
 :class:`EVSEResources` answers GET, PUT, POST and DELETE on paths with model objects, and
 raises :class:`HTTPError` for everything a client got wrong. :mod:`sepgw.evse.http` puts it
-behind Klein and mutual TLS. The URI plan (all reached by links, none hard-coded in clients):
+behind a twisted.web resource and mutual TLS. The URI plan (all reached by links, none hard-coded in clients):
 
 ======================================  ==========================================
 ``/dcap``                               DeviceCapability (no DERProgramListLink)

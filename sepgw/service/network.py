@@ -16,7 +16,7 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
@@ -68,6 +68,8 @@ class PortNetwork(Service):
         self.lockout = RoutingLockout(interface)
         self.advertiser: RouterAdvertiser | None = None
         self.announcer: EVSEAnnouncer | None = None
+        self._routing: Deferred[Any] = succeed(None)
+        """Routing changes run one after the other in the thread pool, in order."""
         self._sfdi = sfdi
         self._https_port = https_port
         self._dcap = dcap_path
@@ -83,7 +85,7 @@ class PortNetwork(Service):
     async def _start(self) -> None:
         # The lockout first: nothing from the port is forwarded before anything else runs
         # (V2G-4.2.4-1); traffic to the EVSE itself still flows (V2G-4.2.4-2).
-        await deferToThread(self.lockout.install)
+        await self._route(self.lockout.install)
         await deferToThread(add_address, self.interface, self.addressing.address)
         self.advertiser = RouterAdvertiser(
             self.reactor, self.interface, RAContent(prefix=self.addressing.prefix),
@@ -102,18 +104,22 @@ class PortNetwork(Service):
                       prefix=self.addressing.prefix, ra=self.settings["ra_interval_s"],
                       mdns="; announced by mDNS" if self.announcer else "")
 
+    def _route(self, work: Callable[[], Any]) -> Deferred[Any]:
+        """Run a routing change after the ones already queued (never two at once)."""
+        self._routing.addCallback(lambda _: deferToThread(work))
+        self._routing.addErrback(lambda f: self.log.failure(
+            "{port}: routing change failed", f, port=self.port_name))
+        return self._routing
+
     def authorization_changed(self, granted: bool) -> None:
         """Lift the lockout while the PEV is authorized, if the configuration allows
         forwarding (4.2.4); put it back when it is not."""
         if not self.settings["forward_when_authorized"] or not self.running:
             return
-        work = self.lockout.remove if granted else self.lockout.install
-        d = deferToThread(work)
-        d.addCallback(lambda _: self.log.info(
+        self._route(self.lockout.remove if granted else self.lockout.install)
+        self._routing.addCallback(lambda _: self.log.info(
             "{port}: forwarding {state}", port=self.port_name,
             state="enabled (PEV authorized)" if granted else "locked out"))
-        d.addErrback(lambda f: self.log.failure("{port}: routing change failed", f,
-                                                port=self.port_name))
 
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
         super().stopService()
@@ -125,7 +131,7 @@ class PortNetwork(Service):
         if self.advertiser is not None:
             self.advertiser.stop()
         await deferToThread(remove_address, self.interface, self.addressing.address)
-        await deferToThread(self.lockout.remove)  # the routing state as it was
+        await self._route(self.lockout.remove)  # the routing state as it was, last
 
 
 def port_of_connection(networks: list[PortNetwork]) -> Callable[[str], int | None]:
