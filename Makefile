@@ -19,6 +19,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) tools/conformance.py --check
 	$(PY) tools/config_reference.py --check
+	$(VENV)/bin/mypy sepgw
 	$(PY) -m twisted.trial -j2 tests
 
 demo: $(STAMP)

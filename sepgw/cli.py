@@ -83,7 +83,7 @@ def list_plugins(config: Path | None, show_keys: bool, out: TextIO, err: TextIO)
             return 1
         general = raw.get("gateway") or raw.get("pev") or {}
         base = config.resolve().parent
-        dirs += [p if Path(p).is_absolute() else base / p
+        dirs += [Path(p) if Path(p).is_absolute() else base / p
                  for p in general.get("plugin_dirs", []) if isinstance(p, str)]
     registry = PluginRegistry.discover(dirs)
     rows = sorted(registry.plugins, key=lambda p: (p.kind.value, p.name))

@@ -36,7 +36,7 @@ class LimitedRequest(Request):
     too_large = False
 
     def gotLength(self, length: int | None) -> None:
-        limit = getattr(self.channel.site, "max_body", None)
+        limit = getattr(getattr(self.channel, "site", None), "max_body", None)
         if limit is not None and length is not None and length > limit:
             self.too_large = True
             length = 0
@@ -45,11 +45,12 @@ class LimitedRequest(Request):
     def handleContentChunk(self, data: bytes) -> None:
         if self.too_large:
             return
-        limit = getattr(self.channel.site, "max_body", None)
-        if limit is not None and self.content.tell() + len(data) > limit:
+        limit = getattr(getattr(self.channel, "site", None), "max_body", None)
+        content = self.content
+        if limit is not None and content is not None and content.tell() + len(data) > limit:
             self.too_large = True
-            self.content.seek(0)
-            self.content.truncate()
+            content.seek(0)
+            content.truncate()
             return
         super().handleContentChunk(data)
 

@@ -57,6 +57,7 @@ from sepgw.model import (
     MirrorUsagePointList,
     Model,
     ModelError,
+    Resource,
     Response,
     ResponseList,
     ResponseSet,
@@ -66,6 +67,7 @@ from sepgw.model import (
     DefaultDERControl,
 )
 from sepgw.model.paging import ListQuery, fill_list
+from sepgw.model.types import SubscribableType
 from sepgw.security.identity import PeerIdentity
 from sepgw.timebase import time_resource
 
@@ -296,6 +298,7 @@ class EVSEResources:
         if route.kind == "mup":
             if own is None:
                 raise HTTPError(403, "no session for this PEV")
+            assert isinstance(body, MirrorUsagePoint)  # body_type() admitted only that
             return self._extras[own.port_index].post_mirror_usage_point(body)
         assert route.session is not None
         return self._extras[route.session.port_index].post(route, body)
@@ -512,12 +515,14 @@ class _SessionResources:
             return self._der()
         if kind == "fsal":
             return fill_list(FunctionSetAssignmentsList(
-                href=self.fsa, pollRate=server["poll_rate"], subscribable=1),
+                href=self.fsa, pollRate=server["poll_rate"],
+                subscribable=SubscribableType.NON_CONDITIONAL),
                 [self._fsa()], query)
         if kind == "fsa":
             return self._fsa()
         if kind == "derpl":
-            return fill_list(DERProgramList(href=f"{self.e}/derp", subscribable=1,
+            return fill_list(DERProgramList(href=f"{self.e}/derp",
+                                            subscribable=SubscribableType.NON_CONDITIONAL,
                                             pollRate=DER_PROGRAM_LIST_POLL_RATE),
                              [self.der_program()], query)
         if kind == "derp":
@@ -525,7 +530,9 @@ class _SessionResources:
         if kind == "dderc":
             return m.default_control(self.session.energize, href=self.dderc)
         if kind == "derc":
-            return fill_list(DERControlList(href=self.derc, subscribable=1), m.controls, query,
+            return fill_list(DERControlList(href=self.derc,
+                                            subscribable=SubscribableType.NON_CONDITIONAL),
+                             m.controls, query,
                              time_key=lambda c: c.creationTime)
         if kind == "actderc":
             return fill_list(ActiveDERControlList(href=self.actderc),
@@ -716,6 +723,7 @@ class _SessionResources:
         if notifier is None or not self.subscriptions.for_resource(href):
             return
         resource = self.get(self.tree.route(href), ListQuery(0, None, MAX_PAGE))
+        assert isinstance(resource, Resource)
         notifier.notify(href, resource)
 
     def update_management(self, management: Mapping[str, Any]) -> None:

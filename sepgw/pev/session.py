@@ -207,6 +207,8 @@ class J3072Client:
                 self.links[name] = link.href
             await self.read_time(self.links["TimeLink"])
             edev = await self.find_end_device(self.links["EndDeviceListLink"])
+            if edev.href is None:
+                raise NonJ3072("the EVSE's EndDevice for this PEV has no href")
             self.links["edev"] = edev.href
             edev = await self.http.get(edev.href, EndDevice)
             self.end_device = edev
@@ -368,6 +370,8 @@ class J3072Client:
         """GET the DefaultDERControl and/or every DERControl and hand them to the engine."""
         async def work() -> None:
             program = self.program
+            assert program.DefaultDERControlLink is not None  # checked in read_program
+            assert program.DERControlListLink is not None
             if default or self._default is None:
                 self._default = await self.http.get(program.DefaultDERControlLink.href,
                                                     DefaultDERControl)

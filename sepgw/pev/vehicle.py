@@ -33,6 +33,17 @@ from sepgw.model import (
     WattHour,
 )
 from sepgw.model.base import DateTimeInterval
+from sepgw.model.types import (
+    BatteryStatus,
+    ConnectStatus,
+    DERAlarm,
+    DERControlType,
+    DERType,
+    InverterStatus,
+    PowerSourceType,
+    RoleFlags,
+    ServiceKind,
+)
 from sepgw.evse.policy_facts import real_value
 
 #: DERControlType bits the emulated PEV supports (charge, discharge, energize, the Table 5
@@ -58,7 +69,8 @@ def device_information(vehicle: Mapping[str, Any], lfdi: str) -> DeviceInformati
     return DeviceInformation(
         lFDI=bytes.fromhex(lfdi), mfDate=vehicle["manufactured"], mfHwVer=vehicle["hw_version"],
         mfID=vehicle["manufacturer_id"], mfInfo=vehicle["info"], mfModel=vehicle["ism"],
-        mfSerNum=vehicle["serial"], primaryPower=2, secondaryPower=0,
+        mfSerNum=vehicle["serial"], primaryPower=PowerSourceType.BATTERY,
+        secondaryPower=PowerSourceType.NONE,
         swActTime=vehicle["manufactured"], swVer=vehicle["sw_version"])
 
 
@@ -66,14 +78,15 @@ def der_capability(vehicle: Mapping[str, Any]) -> DERCapability:
     """Nameplate ratings, SAE J3072 Table C5 (V2G-4.6.2.3-1)."""
     four_quadrant = vehicle["max_var"] > 0
     return DERCapability(
-        modesSupported=MODES_4Q if four_quadrant else MODES_2Q, rtgAbnormalCategory=2,
+        modesSupported=DERControlType(MODES_4Q if four_quadrant else MODES_2Q),
+        rtgAbnormalCategory=2,
         rtgMaxChargeRateW=_quantity(ActivePower, vehicle["max_charge_rate_w"]),
         rtgMaxDischargeRateW=_quantity(ActivePower, vehicle["max_discharge_rate_w"]),
         rtgMaxVar=_quantity(ReactivePower, vehicle["max_var"]) if four_quadrant else None,
         rtgMaxVarNeg=_quantity(ReactivePower, vehicle["max_var"]) if four_quadrant else None,
         rtgMaxW=_quantity(ActivePower, vehicle["max_w"]),
         rtgMaxWh=_quantity(WattHour, vehicle["max_wh"], UINT16), rtgNormalCategory=1,
-        type=81)
+        type=DERType.ELECTRIC_VEHICLE)
 
 
 def _lower(own: float, site: Any) -> float:
@@ -89,7 +102,7 @@ def der_settings(vehicle: Mapping[str, Any], site: DERSettings, now: int) -> DER
     min_v = max(vehicle["min_v"], float(site_min)) if site_min is not None else vehicle["min_v"]
     vref = real(site.setVRef)
     return DERSettings(
-        modesEnabled=MODES_4Q if four_quadrant else MODES_2Q, setGradW=0,
+        modesEnabled=DERControlType(MODES_4Q if four_quadrant else MODES_2Q), setGradW=0,
         setMaxChargeRateW=_quantity(ActivePower, _lower(vehicle["max_charge_rate_w"],
                                                         site.setMaxChargeRateW)),
         setMaxDischargeRateW=_quantity(ActivePower, _lower(vehicle["max_discharge_rate_w"],
@@ -111,7 +124,8 @@ def power_status(vehicle: Mapping[str, Any], soc_pct: float, charging_w: float, 
     """PowerStatus with PEVInfo, SAE J3072 Table C9 (V2G-4.6.2.5-1), timestamped."""
     need_wh = max(0.0, (vehicle["target_soc_pct"] - soc_pct) / 100.0 * vehicle["max_wh"])
     return PowerStatus(
-        batteryStatus=1, changedTime=now, currentPowerSource=2,
+        batteryStatus=BatteryStatus.NORMAL, changedTime=now,
+        currentPowerSource=PowerSourceType.BATTERY,
         estimatedChargeRemaining=round(soc_pct * 100),
         PEVInfo=PEVInfo(
             chargingPowerNow=_quantity(ActivePower, max(0.0, -charging_w)),
@@ -137,9 +151,11 @@ def der_status(inverter_status: int, soc_pct: float, now: int, alarms: int = 0) 
     """The heartbeat (V2G-4.8.1.1-1): inverterStatus 0 authorized, 2 sleeping, 3 awake and
     not authorized (V2G-4.7.2-3..5); alarmStatus 0 when no alarm (V2G-4.7.2-19)."""
     return DERStatus(
-        alarmStatus=alarms,
-        genConnectStatus=ConnectStatusType(dateTime=now, value=1 | 2),
-        inverterStatus=InverterStatusType(dateTime=now, value=inverter_status),
+        alarmStatus=DERAlarm(alarms),
+        genConnectStatus=ConnectStatusType(
+            dateTime=now, value=ConnectStatus.CONNECTED | ConnectStatus.AVAILABLE),
+        inverterStatus=InverterStatusType(dateTime=now,
+                                          value=InverterStatus(inverter_status)),
         readingTime=now,
         stateOfChargeStatus=StateOfChargeStatusType(dateTime=now, value=round(soc_pct * 100)))
 
@@ -157,8 +173,9 @@ METERS = (
 def mirror_usage_point(lfdi: str, mrid: bytes) -> MirrorUsagePoint:
     """The PEV's MirrorUsagePoint: deviceLFDI, roleFlags isPEV only, electricity
     (V2G-4.7.2-22..26)."""
-    return MirrorUsagePoint(mRID=mrid, description="PEV MUP", roleFlags=4,
-                            serviceCategoryKind=0, status=1, deviceLFDI=bytes.fromhex(lfdi))
+    return MirrorUsagePoint(mRID=mrid, description="PEV MUP", roleFlags=RoleFlags.IS_PEV,
+                            serviceCategoryKind=ServiceKind.ELECTRICITY, status=1,
+                            deviceLFDI=bytes.fromhex(lfdi))
 
 
 def meter_reading_type(mrid: bytes, key: str) -> MirrorMeterReading:
