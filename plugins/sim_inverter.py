@@ -28,6 +28,11 @@ SNAP_W = 1e-3
 """A lagging droop this close to its target (W) has reached it."""
 
 
+_ALARM_OF_CURVE = {"opModHVRTMustTrip": 2, "opModLVRTMustTrip": 4, "opModHFRTMustTrip": 8,
+                   "opModLFRTMustTrip": 16}
+"""The DERAlarm bit of each must-trip curve: over/under voltage, over/under frequency."""
+
+
 @implementer(IInverter)
 class SimulatedInverter:
     """Keeps the controls it is given and reports its operating point and state of charge.
@@ -82,6 +87,7 @@ class SimulatedInverter:
         self._droop_w = 0.0
         """Droop's change of active power, lagging towards its target."""
         self.tripped = False
+        self.trip_curve: str | None = None
         self.ceased = False
         self._normal_since: float | None = None
         self._es_ramping = False
@@ -234,6 +240,7 @@ class SimulatedInverter:
         if self.tripped and self._normal_since is not None and (
                 self._normal_since + self._enter_service()["setESDelay"] <= t):
             self.tripped = False
+            self.trip_curve = None
             self._normal_since = None
             self._es_ramping = self._enter_service()["setESRampTms"] > 0
             self.log.info("{name}: entering service again (grid normal for {delay:g} s)",
@@ -244,6 +251,7 @@ class SimulatedInverter:
             deadline = excursions.deadline()
             if deadline is not None and deadline <= t:
                 self.tripped = True
+                self.trip_curve = curve
                 self._base_w = self._droop_w = 0.0
                 self._es_ramping = False
                 self._normal_since = t if self._in_window() else None
@@ -361,7 +369,17 @@ class SimulatedInverter:
         else:
             voltage, frequency = 0.0, 0.0
         return InverterReading(self._clock.seconds(), self._power_w, self._var, voltage,
-                               frequency, 100.0 * self._energy_wh / self.capacity_wh)
+                               frequency, 100.0 * self._energy_wh / self.capacity_wh,
+                               self.alarms())
+
+    def alarms(self) -> int:
+        """DERAlarm bits: the grid excursion that tripped the inverter or makes it cease."""
+        bits = 0
+        if self.tripped and self.trip_curve is not None:
+            bits |= _ALARM_OF_CURVE.get(self.trip_curve, 0)
+        if self.ceased and self._grid is not None:
+            bits |= 2 if self._voltage_pct() > 100.0 else 4  # over / under voltage
+        return bits
 
     # Misbehaviour
 

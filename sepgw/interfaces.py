@@ -171,6 +171,9 @@ class InverterReading:
     voltage_v: float
     frequency_hz: float
     state_of_charge_pct: float
+    alarms: int = 0
+    """DERStatus alarmStatus bits in effect (2030.5 DERAlarm: 1 over-current, 2 over-voltage,
+    4 under-voltage, 8 over-frequency, 16 under-frequency...); 0 when there is none."""
 
 
 class IInverter(IComponent):

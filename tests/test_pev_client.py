@@ -56,10 +56,11 @@ class IdentifiedAgent:
 
 
 class RecordingInverter:
-    """The PEV's inverter: records what it was told."""
+    """The PEV's inverter: records what it was told; ``alarms`` are its DERAlarm bits."""
 
     def __init__(self) -> None:
         self.applied: list[dict[str, Any]] = []
+        self.alarms = 0
 
     def start(self) -> None: ...
 
@@ -69,7 +70,7 @@ class RecordingInverter:
         self.applied.append(dict(controls))
 
     def reading(self) -> InverterReading:
-        return InverterReading(0.0, 0.0, 0.0, 240.0, 60.0, 80.0)
+        return InverterReading(0.0, 0.0, 0.0, 240.0, 60.0, 80.0, self.alarms)
 
     @property
     def energized(self) -> bool:
@@ -187,6 +188,22 @@ class SequenceTests(SynchronousTestCase):
         self.w.run(5.15)
         self.assertEqual(self.w.agent.paths.count("/edev/0/der/1/dstat") - before, 5)
         self.assertEqual(int(session.written["dstat"].resource.inverterStatus.value), 0)
+
+    def test_alarm_status_set_and_cleared(self) -> None:
+        """An inverter alarm reaches the EVSE in the next DERStatus, and its clearing too;
+        with no alarm the alarmStatus is 0. V2G-4.7.2-18 V2G-4.7.2-19"""
+        session = self.w.resources.sessions[0]
+        self.w.run(1.1)
+        self.assertEqual(int(session.written["dstat"].resource.alarmStatus), 0)
+        self.w.inverter.alarms = 2  # over-voltage
+        self.w.run(1.1)
+        self.assertEqual(int(session.written["dstat"].resource.alarmStatus), 2)
+        self.w.inverter.alarms = 0
+        self.w.run(1.1)
+        self.assertEqual(int(session.written["dstat"].resource.alarmStatus), 0)
+        names = [s.name for s in self.w.client.report.steps]
+        self.assertIn("alarmStatus 02 (set)", names)
+        self.assertIn("alarmStatus 00 (cleared)", names)
 
     def test_metrology(self) -> None:
         """The MirrorUsagePoint (isPEV) and its four MirrorMeterReadings exist; readings are

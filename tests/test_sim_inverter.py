@@ -322,7 +322,8 @@ class InverterAloneTests(SynchronousTestCase):
         self.assertEqual(inverter.reading().active_power_w, 0.0)
 
     def test_trip_then_enter_service_delay_and_ramp(self) -> None:
-        """HV trip (2 s beyond 110 %) at 115 %: output until 2 s, then 0 (tripped). Back at
+        """HV trip (2 s beyond 110 %) at 115 %: output until 2 s, then 0 (tripped, with the
+        over-voltage alarm bit set until it enters service again; V2G-4.7.2-18). Back at
         100 % at t = 10 it stays off for the Enter Service delay (30 s given): off at 39.9 s;
         the grid leaving the window (106 %) restarts the delay; after it the Enter Service
         ramp (setESRampTms 60 s: 120 W/s) brings 3600 W back in 30 s."""
@@ -333,6 +334,7 @@ class InverterAloneTests(SynchronousTestCase):
         self.assertEqual(self.at(1.99).active_power_w, 3600.0)
         self.assertEqual(self.at(2.0).active_power_w, 0.0)
         self.assertTrue(self.inverter.tripped)
+        self.assertEqual(self.at(2.0).alarms, 2)  # DERAlarm over-voltage while tripped
         self.at(10.0)
         self.inverter.set_grid(voltage=240.0)
         self.assertEqual(self.at(39.9).active_power_w, 0.0)
@@ -342,6 +344,7 @@ class InverterAloneTests(SynchronousTestCase):
         self.assertEqual(self.at(74.9).active_power_w, 0.0)
         self.assertEqual(self.at(75.0).active_power_w, 0.0)
         self.assertFalse(self.inverter.tripped)
+        self.assertEqual(self.at(75.0).alarms, 0)  # cleared on entering service again
         self.assertAlmostEqual(self.at(90.0).active_power_w, 1800.0)
         self.assertEqual(self.at(105.0).active_power_w, 3600.0)
 

@@ -122,6 +122,7 @@ class J3072Client:
         self.energize = False
         self.effective: dict[str, Any] = {}
         self._settings: dict[str, int] = {}
+        self._alarms = 0
         self.sleeping = False
         self.comms_ok = True
         self._failures = 0
@@ -671,8 +672,15 @@ class J3072Client:
         self.engine.stop()
 
     def _der_status(self) -> Any:
+        """The heartbeat: inverterStatus and the alarms in effect (V2G-4.7.2-18/-19)."""
         status = 2 if self.sleeping else (0 if self.may_discharge else 3)
-        return docs.der_status(status, self.inverter.reading().state_of_charge_pct, self.now())
+        reading = self.inverter.reading()
+        alarms = int(getattr(reading, "alarms", 0))
+        if alarms != self._alarms:
+            self.report.record(f"alarmStatus {alarms:02X} ({'set' if alarms else 'cleared'})",
+                               True, "", "V2G-4.7.2-18", "V2G-4.7.2-19")
+            self._alarms = alarms
+        return docs.der_status(status, reading.state_of_charge_pct, self.now(), alarms)
 
     async def heartbeat(self) -> None:
         """DERStatus every second; loss of communications after 10 failures (4.8.1.1)."""
