@@ -43,8 +43,9 @@ class SimulatedLinkTests(SynchronousTestCase):
 
     def test_honest_pev_authorized_and_discharges(self) -> None:
         """The emulated PEV completes the J3072 sequence, is authorized, and discharges per
-        the operator's opModFixedW: the EVSE's own meter measures it on the link.
-        V2G-4.8.2-1 V2G-4.8.2-2 V2G-4.6.4-2"""
+        the operator's opModFixedW: the EVSE's own meter measures it on the link. The PEV
+        reaches the EVSE at its configured URL (out-of-band discovery). V2G-4.8.2-1
+        V2G-4.8.2-2 V2G-4.6.4-2 V2G-4.3-4"""
         report_path = Path(self.mktemp()).absolute()
         evse, pev, sock, _ = self.start("--report", str(report_path))
         evse.wait_for(r"port1: not authorized -> authorized", timeout=30)

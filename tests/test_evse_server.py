@@ -239,8 +239,9 @@ class SequenceTests(SynchronousTestCase):
         self.assertIsNone(settings.setVNom)
 
     def test_pev_writes_stored_and_fed_to_session(self) -> None:
-        """Every PUT is stored with its arrival time and readable back. V2G-4.1.1-10
-        V2G-4.1.1-12 V2G-4.1.1-14"""
+        """Every PUT is stored with its arrival time and readable back; a DeviceInformation
+        without functionsImplemented, gpsLocation or pollRate is accepted. V2G-4.1.1-10
+        V2G-4.1.1-12 V2G-4.1.1-14 V2G-4.5.3.1-2"""
         session = self.f.resources.sessions[0]
         self.assertEqual(set(session.written), {"di", "ps", "dercap", "ders", "dera", "dstat"})
         self.assertEqual(session.written["dstat"].received, T0)
@@ -250,8 +251,9 @@ class SequenceTests(SynchronousTestCase):
 
     def test_management_information(self) -> None:
         """Each management-information DERControl carries one opMod, starts now, lasts
-        4294967295 s and requires responses (bits 0 and 1). V2G-4.6.3-4 V2G-4.6.3-5
-        V2G-4.6.3-6 V2G-4.6.3-7 V2G-4.6.3-8 V2G-4.5.3.5-10"""
+        4294967295 s and requires responses (bits 0 and 1); functions whose values equal the
+        defaults are sent too. V2G-4.6.3-4 V2G-4.6.3-5 V2G-4.6.3-6 V2G-4.6.3-7 V2G-4.6.3-8
+        V2G-4.5.3.5-10 V2G-4.9.1-1"""
         controls = self.report.controls
         self.assertEqual(len(controls), len(self.f.resources.management(
             self.f.resources.sessions[0]).current()))
@@ -267,6 +269,9 @@ class SequenceTests(SynchronousTestCase):
         # etc/sepgw.toml enables seven curve functions: volt-watt and the six trip and
         # momentary-cessation curves.
         self.assertEqual(len(self.report.curves), 7)
+        # Frequency droop is configured with nothing but its (IEEE 1547 default) values, and
+        # is served anyway (V2G-4.9.1-1).
+        self.assertTrue(any(c.DERControlBase.opModFreqDroop is not None for c in controls))
 
     def test_der_program_list_poll_rate(self) -> None:
         """The DERProgramList pollRate is 1 s. V2G-4.1.4-6"""

@@ -61,6 +61,7 @@ class RecordingInverter:
     def __init__(self) -> None:
         self.applied: list[dict[str, Any]] = []
         self.alarms = 0
+        self.power_w = 0.0
 
     def start(self) -> None: ...
 
@@ -70,7 +71,7 @@ class RecordingInverter:
         self.applied.append(dict(controls))
 
     def reading(self) -> InverterReading:
-        return InverterReading(0.0, 0.0, 0.0, 240.0, 60.0, 80.0, self.alarms)
+        return InverterReading(0.0, self.power_w, 0.0, 240.0, 60.0, 80.0, self.alarms)
 
     @property
     def energized(self) -> bool:
@@ -140,7 +141,11 @@ class SequenceTests(SynchronousTestCase):
     def test_whole_sequence_by_links(self) -> None:
         """The client runs discovery, step 1, step 2, step 3 and metrology by following
         links only (no path of the profile's examples exists here), then periodic
-        operations. V2G-4.1.1-2 V2G-4.5.1-5 V2G-4.5.3-3 V2G-4.5.3-5 V2G-4.6-1 V2G-4.6.1-2"""
+        operations: it uses DeviceCapability, Time, SelfDevice:DER, DeviceInformation,
+        PowerStatus:PEVInfo, EndDevice:DER, FunctionSetAssignments, MirrorUsagePoint and
+        the DER programs. V2G-4.1.1-2 V2G-4.5.1-5 V2G-4.5.3-3 V2G-4.5.3-5 V2G-4.6-1
+        V2G-4.6.1-2 V2G-4.1.1-5 V2G-4.1.1-7 V2G-4.1.1-9 V2G-4.1.1-11 V2G-4.1.1-13
+        V2G-4.1.1-15 V2G-4.1.1-17 V2G-4.1.1-19 V2G-4.1.1-21"""
         report = self.w.client.report
         self.assertEqual([s.name for s in report.steps][:5], [
             "resource discovery", "step 1: site limits", "step 2: configuration sent",
@@ -204,6 +209,29 @@ class SequenceTests(SynchronousTestCase):
         names = [s.name for s in self.w.client.report.steps]
         self.assertIn("alarmStatus 02 (set)", names)
         self.assertIn("alarmStatus 00 (cleared)", names)
+
+    def test_readings_in_der_frame(self) -> None:
+        """Discharging shows as positive active power in the posted reading, with
+        flowDirection 1 (to the grid) in its ReadingType. V2G-4.7.2-29 V2G-4.7.2-30"""
+        self.w.inverter.power_w = 3000.0
+        self.w.run(15.1)
+        session = self.w.resources.sessions[0]
+        assert session.mirror is not None
+        watts = next(m for m in session.mirror.meters.values()
+                     if int(m.reading.ReadingType.uom) == 38)
+        self.assertEqual(watts.history[-1][1].value, 3000)
+        self.assertEqual(int(watts.reading.ReadingType.flowDirection), 1)
+
+    def test_follows_post_rate_changes(self) -> None:
+        """The PEV polls its EndDevice and MirrorUsagePoint at the lists' pollRate and
+        follows a postRate change; at a postRate of 1 s it sends PEVInfo and DERAvailability
+        every second. V2G-4.7.2-13 V2G-4.7.2-12"""
+        self.w.resources._server = dict(self.w.resources._server, post_rate=1)
+        self.w.run(15.1)
+        self.assertEqual(self.w.client.rates["edev_post"], 1)
+        before = self.w.agent.paths.count("/edev/0/ps")
+        self.w.run(5.05)
+        self.assertGreaterEqual(self.w.agent.paths.count("/edev/0/ps") - before, 4)
 
     def test_metrology(self) -> None:
         """The MirrorUsagePoint (isPEV) and its four MirrorMeterReadings exist; readings are
@@ -296,6 +324,38 @@ class SequenceTests(SynchronousTestCase):
         self.w.run(1.1)
         self.assertTrue(self.w.port.granted)
         self.assertTrue(self.w.inverter.energized)
+
+
+class DefaultRateTests(SynchronousTestCase):
+    def test_fifteen_seconds_without_rates(self) -> None:
+        """An EVSE that gives no EndDevice or MirrorUsagePoint postRate and no list pollRate
+        gets the PEV's posts and polls every 15 s. V2G-4.7.2-10 V2G-4.7.2-11 V2G-4.7.2-15
+        V2G-4.7.2-16"""
+        import dataclasses
+
+        from sepgw.evse import tree
+
+        w = World()
+        real_edev = tree._SessionResources.end_device
+        real_mup = tree._SessionResources.mirror_usage_point
+        real_get = tree.EVSEResources._global_get
+
+        def global_get(self: Any, kind: str, query: Any, own: Any) -> Any:
+            doc = real_get(self, kind, query, own)
+            if kind in ("edevl", "mup"):
+                doc = dataclasses.replace(doc, pollRate=None)
+            return doc
+
+        self.patch(tree._SessionResources, "end_device",
+                   lambda self: dataclasses.replace(real_edev(self), postRate=None))
+        self.patch(tree._SessionResources, "mirror_usage_point",
+                   lambda self: dataclasses.replace(real_mup(self), postRate=None))
+        self.patch(tree.EVSEResources, "_global_get", global_get)
+        w.start()
+        self.assertEqual(w.client.state, "periodic")
+        self.assertEqual({k: w.client.rates[k] for k in ("edev_post", "mup_post",
+                                                          "edev_poll", "mup_poll")},
+                         {"edev_post": 15, "mup_post": 15, "edev_poll": 15, "mup_poll": 15})
 
 
 class FailureTests(SynchronousTestCase):
