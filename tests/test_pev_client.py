@@ -236,7 +236,7 @@ class SequenceTests(SynchronousTestCase):
     def test_metrology(self) -> None:
         """The MirrorUsagePoint (isPEV) and its four MirrorMeterReadings exist; readings are
         posted at the MUP postRate while authorized. V2G-4.7.2-21 V2G-4.7.2-22
-        V2G-4.7.2-27 V2G-4.7.2-6"""
+        V2G-4.7.2-27 V2G-4.7.2-6 V2G-4.7.2-8"""
         session = self.w.resources.sessions[0]
         assert session.mirror is not None
         self.assertEqual(len(session.mirror.meters), 4)

@@ -283,7 +283,8 @@ class ResourceTests(SynchronousTestCase):
         self.assertEqual(self.request("POST", self.notification(), "/other")[0], 404)
 
     def test_evse_only(self) -> None:
-        """The TLS allow hook admits only the EVSE the PEV reached, and nobody before."""
+        """The TLS allow hook admits only the EVSE the PEV reached, and nobody before: no
+        other server can push controls to the PEV. V2G-4.7.1-6"""
         ids = identities()
         seen: list[Any] = [None]
         allow = evse_only(lambda: seen[0])
