@@ -21,35 +21,6 @@ from sepgw.plugin import Key, PluginFactory, Section
 AF_INET6 = 10
 
 
-class _EventSocket:
-    """A non-blocking rtnetlink socket subscribed to link and neighbour events, whose
-    messages pyroute2 parses. (pyroute2's own IPRoute socket reads ahead into an internal
-    queue, which a reactor watching the file descriptor cannot see.)"""
-
-    def __init__(self) -> None:
-        import socket
-
-        from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-
-        self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
-        self._socket.setblocking(False)
-        self._marshal = MarshalRtnl()
-
-    def bind(self) -> None:
-        from pyroute2.netlink.rtnl import RTMGRP_LINK, RTMGRP_NEIGH
-
-        self._socket.bind((0, RTMGRP_LINK | RTMGRP_NEIGH))
-
-    def fileno(self) -> int:
-        return self._socket.fileno()
-
-    def get(self) -> list[Any]:
-        return list(self._marshal.parse(self._socket.recv(65536)))
-
-    def close(self) -> None:
-        self._socket.close()
-
-
 @implementer(IReadDescriptor)
 class _NetlinkReader:
     """Hands readable netlink messages to the transport, on the reactor thread."""
@@ -66,7 +37,7 @@ class _NetlinkReader:
         if ipr is None:
             return
         try:
-            messages = ipr.get()  # readable: what is queued, without blocking
+            messages = ipr.read()  # readable: one datagram's messages, without blocking
         except BlockingIOError:
             return
         except Exception as e:  # a broken netlink socket must not stop the reactor
@@ -89,7 +60,8 @@ class EthernetTransport:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, name: str, interface: str, iproute: Any = None) -> None:
+    def __init__(self, reactor: Any, name: str, interface: str, iproute: Any = None,
+                 events: Any = None) -> None:
         self._reactor = reactor
         self.name = name
         self.interface = interface
@@ -98,7 +70,8 @@ class EthernetTransport:
         self.index: int | None = None
         self._listeners: list[Any] = []
         self._iproute = iproute
-        self._events_socket: Any = None
+        self._events = events
+        """Makes the event socket from netlink groups (sepgw.net.ipv6.NetlinkEvents)."""
         self._ipr: Any = None
         self._reader: _NetlinkReader | None = None
 
@@ -116,18 +89,22 @@ class EthernetTransport:
             from pyroute2 import IPRoute
 
             self._iproute = IPRoute
-            self._events_socket = _EventSocket
-        # One socket for the initial query, another that only receives events: a request
-        # on the event socket would read (and queue internally) events the reactor then
-        # never sees as readable.
+        if self._events is None:
+            from sepgw.net.ipv6 import NetlinkEvents
+
+            self._events = NetlinkEvents
+        # One short-lived pyroute2 socket for the initial query, and a plain non-blocking
+        # socket that only receives events (pyroute2's own reads ahead into a queue the
+        # reactor cannot see).
         query = self._iproute()
         try:
             found = query.link_lookup(ifname=self.interface)
             if not found:
                 raise RuntimeError(f"{self.name}: no network interface {self.interface!r}")
             self.index = int(found[0])
-            self._ipr = self._events_socket() if self._events_socket else self._iproute()
-            self._ipr.bind()  # link and neighbour events
+            from pyroute2.netlink.rtnl import RTMGRP_LINK, RTMGRP_NEIGH
+
+            self._ipr = self._events(RTMGRP_LINK | RTMGRP_NEIGH)
             self._reader = _NetlinkReader(self)
             self._reactor.addReader(self._reader)
             current = query.link("get", index=self.index)

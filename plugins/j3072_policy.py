@@ -19,7 +19,6 @@ SAE J3072 Table C4, which defines them, is not available to the project. See
 from __future__ import annotations
 
 import os
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sepgw.config.schema import Section
 
 
 class PluginKind(str, enum.Enum):

@@ -21,7 +21,6 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from sepgw.conformance.catalogue import (
     CatalogueError,
-    Requirement,
     id_sort_key,
     load_catalogue,
     load_section_titles,

@@ -48,7 +48,7 @@ class FakeIPRoute:
     def link(self, command: str, index: int) -> list[Message]:
         return [Message({"IFLA_OPERSTATE": "DOWN"}, event="RTM_NEWLINK", index=index)]
 
-    def get(self) -> list[Message]:
+    def read(self) -> list[Message]:
         queue, self.queue = self.queue, []
         return queue
 
@@ -81,6 +81,7 @@ class InMemoryTests(SynchronousTestCase):
         self.transport = build(self.reactor, "port0")
         self.ipr = FakeIPRoute()
         self.transport._iproute = lambda: self.ipr  # queries and events on one fake
+        self.transport._events = lambda groups: self.ipr
         self.listener = Listener()
         self.transport.add_listener(self.listener)
         self.transport.start()
@@ -122,6 +123,7 @@ class InMemoryTests(SynchronousTestCase):
         """Starting on a missing interface fails with a message naming it."""
         other = build(MemoryReactor(), "eth9")
         other._iproute = FakeIPRoute
+        other._events = lambda groups: FakeIPRoute()
         with self.assertRaises(RuntimeError) as cm:
             other.start()
         self.assertIn("no network interface 'eth9'", str(cm.exception))

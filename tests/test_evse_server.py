@@ -10,7 +10,6 @@ tests/test_e2e_evse.py).
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks

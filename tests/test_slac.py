@@ -21,7 +21,7 @@ from sepgw.slac import frames as f
 from sepgw.slac.emulator import ModemEmulator
 from sepgw.slac.ev import EVMachine
 from sepgw.slac.evse import EVSEMachine
-from sepgw.slac.machine import Driver, Failed, Matched, Timers
+from sepgw.slac.machine import Driver, Failed, Matched
 from sepgw.slac.modem import IModemManager, NoModemManager
 
 EV = bytes.fromhex("0a1122334401")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -406,6 +406,3 @@ def share(site_max_w: float, wants: Mapping[str, float]) -> dict[str, float]:
         remaining -= result[name]
     return result
 
-
-def controllers_by_name(ports: Iterable[PortController]) -> dict[str, PortController]:
-    return {p.name: p for p in ports}

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.components import Componentized
@@ -149,5 +148,19 @@ class RoleService(OrderedMultiService):
             self.reactor.stop()
 
 
+def make_role_service(cls: Any, options: Any, reactor: Any = None) -> Any:
+    """The twistd entry point of a role: build ``cls(config, reactor)`` from validated
+    options (the global reactor unless one is given); start-up errors exit with a message."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    try:
+        return cls(options.loaded, reactor)
+    except (ComponentError, StartupError) as e:
+        fail_startup(e)
+        raise
+
+
 __all__ = ["ComponentError", "RoleService", "StartupError", "fail_startup", "options_for",
-           "tls_settings", "Service"]
+           "tls_settings", "make_role_service", "release_startup_memory"]

@@ -23,10 +23,9 @@ from sepgw.evse.controller import PortController, SiteCoordinator
 from sepgw.interfaces import IContactor, MeterSample
 from sepgw.security.tls import server_connection_creator
 from sepgw.service.common import (
-    ComponentError,
     RoleService,
     StartupError,
-    fail_startup,
+    make_role_service,
     release_startup_memory,
     options_for,
     tls_settings,
@@ -213,12 +212,4 @@ class EVSEGateway(RoleService):
 
 def makeService(options: Any, reactor: Any = None) -> IService:
     """Build the EVSE service tree from validated options (twistd entry point)."""
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-
-        reactor = global_reactor
-    try:
-        return EVSEGateway(options.loaded, reactor)
-    except (ComponentError, StartupError) as e:
-        fail_startup(e)
-        raise
+    return make_role_service(EVSEGateway, options, reactor)  # type: ignore[no-any-return]

@@ -33,10 +33,8 @@ from sepgw.pev.report import RunReport
 from sepgw.pev.session import J3072Client
 from sepgw.security.tls import client_policy, server_connection_creator
 from sepgw.service.common import (
-    ComponentError,
     RoleService,
-    StartupError,
-    fail_startup,
+    make_role_service,
     release_startup_memory,
     options_for,
     tls_settings,
@@ -219,12 +217,4 @@ class PEVController(RoleService):
 
 def makeService(options: Any, reactor: Any = None) -> IService:
     """Build the PEV service tree from validated options (twistd entry point)."""
-    if reactor is None:
-        from twisted.internet import reactor as global_reactor
-
-        reactor = global_reactor
-    try:
-        return PEVController(options.loaded, reactor)
-    except (ComponentError, StartupError) as e:
-        fail_startup(e)
-        raise
+    return make_role_service(PEVController, options, reactor)  # type: ignore[no-any-return]

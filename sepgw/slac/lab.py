@@ -22,7 +22,8 @@ from typing import Any
 from zope.interface import implementer
 
 from sepgw.interfaces import ILinkListener, LinkPeer
-from sepgw.slac.transport import OPTIONS, PlcTransport
+from sepgw.slac.options import OPTIONS
+from sepgw.slac.transport import PlcTransport
 
 
 def emit(**fields: Any) -> None:

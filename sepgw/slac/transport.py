@@ -19,13 +19,12 @@ modem between the machine and the socket, so two hosts joined by a veth pair can
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.config.schema import Key, Section
 from sepgw.interfaces import BuildContext, ILinkListener, ITransport, LinkPeer
 from sepgw.slac.emulator import ModemEmulator
 from sepgw.slac.ev import EVMachine
@@ -34,10 +33,6 @@ from sepgw.slac.frames import mac_to_str
 from sepgw.slac.machine import Driver, Failed, Matched, Timers
 from sepgw.slac.modem import EmulatedModemManager, IModemManager, NoModemManager
 from sepgw.slac.rawsocket import RawSocket
-
-
-from sepgw.slac.options import OPTIONS  # noqa: E402,F401  (re-exported)
-
 
 
 def timers_from(config: Mapping[str, Any]) -> Timers:
