@@ -5,6 +5,7 @@ J3072 sequence to authorization; it cannot reach anything beyond the EVSE."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -150,3 +151,59 @@ class ForwardingNamespaceTests(NamespaceTests):
 
     network = "forward_when_authorized = true\n"
     forwarded = True
+
+
+class CarrierUpTests(SynchronousTestCase):
+    def test_port_started_before_carrier(self) -> None:
+        """The EVSE's port starts while its interface has no carrier (no PEV plugged in,
+        so no link-local address yet); then the PEV's end comes up. The EVSE's RAs wait
+        for its link-local address and leave from it (RFC 4861 §4.2), the PEV gets its
+        ULA by SLAAC, finds the EVSE by mDNS and is authorized; the mDNS AAAA records now
+        carry the port's link-local address next to the ULA (Table 8).
+        V2G-4.2.3-3 V2G-4.2.3-4 V2G-4.3-2 V2G-4.5.1-2"""
+        from tests.test_net_mdns import DISCOVER_SCRIPT
+        from tests.processes import REPO
+
+        net = Netns(self)
+        evse_ns, pev_ns = net.namespace("evse"), net.namespace("pev")
+        tmp_a, tmp_b = f"ca{net.tag}", f"cb{net.tag}"
+        subprocess.run(["ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b],
+                       check=True)
+        for tmp, name, ns in ((tmp_a, "evse0", evse_ns), (tmp_b, "pev0", pev_ns)):
+            subprocess.run(["ip", "link", "set", tmp, "netns", ns], check=True)
+            net.run(ns, "ip", "link", "set", tmp, "name", name)
+        net.run(evse_ns, "ip", "link", "set", "evse0", "up")  # no carrier: pev0 is down
+
+        pki = shared_pki()
+        directory = Path(tempfile.mkdtemp(prefix="sepgw-ns-"))
+        (directory / "evse").mkdir()
+        evse = Process(["ip", "netns", "exec", evse_ns, TWISTD, "-n", "--pidfile=", "sepgw",
+                        "--config", str(evse_config(directory / "evse", pki))])
+        self.addCleanup(evse.kill)
+        evse.wait_for(r"sepgw EVSE serving", timeout=30)
+        evse.wait_for(r"routing locked out")
+        self.assertNotIn("fe80", net.run(evse_ns, "ip", "-6", "addr", "show", "dev",
+                                         "evse0").stdout)
+
+        net.run(pev_ns, "ip", "link", "set", "pev0", "up")  # carrier-up
+        link_local = evse.wait_for(r"Router Advertisements from (fe80:\S+)",
+                                   timeout=15).group(1)
+        (directory / "pev").mkdir()
+        pev = Process(["ip", "netns", "exec", pev_ns, TWISTD, "-n", "--pidfile=",
+                       "sepgw-pev", "--config", str(pev_config(directory / "pev", pki))])
+        self.addCleanup(pev.kill)
+        found = pev.wait_for(r"Found the EVSE by mDNS: (https://\S+)", timeout=60)
+        self.assertIn("[fd", found.group(1))
+        evse.wait_for(r"port1: not authorized -> authorized", timeout=60)
+
+        script = directory / "discover.py"
+        script.write_text(DISCOVER_SCRIPT)
+        done = net.run(pev_ns, sys.executable, str(script),
+                       json.dumps({"repo": str(REPO), "interface": "pev0", "timeout": 10}))
+        result = json.loads(done.stdout.split("RESULT ", 1)[1])
+        self.assertIn(link_local, result.get("addresses", []), result)
+        self.assertTrue(result["address"].startswith("fd"), result)
+
+        self.assertEqual(pev.terminate(), -signal.SIGTERM, pev.output)
+        self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
+        self.assertNotIn("Traceback", evse.output + pev.output)

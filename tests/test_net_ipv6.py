@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import json
 import select
 import socket
 import subprocess
@@ -203,8 +204,9 @@ class FakeEvents:
     def fileno(self) -> int:
         return 42
 
-    def dump_addresses(self, family: int) -> None:
+    def dump_addresses(self, family: int) -> int:
         self.dumps.append(family)
+        return len(self.dumps)  # the sequence number the NLMSG_DONE will carry
 
     def read(self) -> list[Message]:
         if not self.queue:
@@ -213,6 +215,106 @@ class FakeEvents:
 
     def close(self) -> None:
         self.closed = True
+
+
+def deladdr(address: str, index: int = 4) -> Message:
+    return Message({"IFA_ADDRESS": address, "IFA_FLAGS": 0}, event="RTM_DELADDR",
+                   index=index, family=socket.AF_INET6, prefixlen=64, flags=0)
+
+
+def done(sequence: int) -> Message:
+    return Message(event="NLMSG_DONE", header={"sequence_number": sequence})
+
+
+class LinkLocalWatchTests(SynchronousTestCase):
+    """The EVSE side's view of its port's link-local address, from netlink events."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.events: list[FakeEvents] = []
+        self.reports: list[IPv6Address | None] = []
+
+        def factory(groups: int) -> FakeEvents:
+            self.events.append(FakeEvents(groups))
+            return self.events[-1]
+
+        self.watch = ipv6.LinkLocalWatch(self.reactor, "eth1", self.reports.append,
+                                         events=factory, index=4)
+        self.watch.start()
+        [self.source] = self.events
+
+    def deliver(self, *messages: Message) -> None:
+        self.source.queue.append(list(messages))
+        self.watch.doRead()
+
+    def test_subscribes_then_dumps(self) -> None:
+        """It subscribes to IPv6 address events, asks for the current addresses on the
+        same socket and is read by the reactor; nothing is reported before the whole
+        dump has been read."""
+        from pyroute2.netlink.rtnl import RTMGRP_IPV6_IFADDR
+
+        verifyObject(IReadDescriptor, self.watch)
+        self.assertIn(self.watch, self.reactor.readers)
+        self.assertEqual((self.source.groups, self.source.dumps),
+                         (RTMGRP_IPV6_IFADDR, [socket.AF_INET6]))
+        self.deliver(newaddr("fe80::1"))
+        self.assertEqual(self.reports, [])
+        self.deliver(done(1))
+        self.assertEqual(self.reports, [IPv6Address("fe80::1")])
+
+    def test_tentative_then_valid(self) -> None:
+        """RFC 4861 §4.2 needs a link-local source: a tentative (DAD running), optimistic
+        or dadfailed link-local address is no address; the ULA, other interfaces'
+        addresses don't count. None is reported until DAD passes, then the address."""
+        self.deliver(newaddr("fd12:3456:789a:1::1"), newaddr("fe80::9", index=5),
+                     newaddr("fe80::1", flags=IFA_F_TENTATIVE), done(1))
+        self.assertEqual(self.reports, [None])
+        self.deliver(newaddr("fe80::1", flags=ipv6.IFA_F_OPTIMISTIC | IFA_F_TENTATIVE))
+        self.deliver(newaddr("fe80::2", flags=ipv6.IFA_F_DADFAILED))
+        self.assertEqual(self.reports, [None])
+        self.deliver(newaddr("fe80::1"))
+        self.assertEqual(self.reports, [None, IPv6Address("fe80::1")])
+        self.assertEqual(self.watch.current, IPv6Address("fe80::1"))
+        self.deliver(newaddr("fe80::1"))  # the same again: no new report
+        self.assertEqual(len(self.reports), 2)
+
+    def test_removed(self) -> None:
+        """A deleted link-local address (interface down) is reported gone; a second valid
+        one takes over."""
+        self.deliver(newaddr("fe80::1"), newaddr("fe80::2"), done(1))
+        self.deliver(deladdr("fe80::1"))
+        self.deliver(deladdr("fe80::2"))
+        self.assertEqual(self.reports, [IPv6Address("fe80::1"), IPv6Address("fe80::2"),
+                                        None])
+
+    def test_overrun_resyncs(self) -> None:
+        """When events overran the socket (ENOBUFS), the addresses are read again and
+        reported once the new dump is complete (an old dump's end does not count)."""
+        self.deliver(newaddr("fe80::1"), done(1))
+        reads = iter([OSError(errno.ENOBUFS, "No buffer space available")])
+        real_read = self.source.read
+
+        def read() -> list[Message]:
+            error = next(reads, None)
+            if error is not None:
+                raise error
+            return real_read()
+
+        self.source.read = read  # type: ignore[method-assign]
+        self.source.queue = [[deladdr("fe80::1")]]
+        self.watch.doRead()
+        self.assertEqual(self.source.dumps, [socket.AF_INET6] * 2)
+        self.deliver(done(1), newaddr("fe80::3"))
+        self.assertEqual(self.reports, [IPv6Address("fe80::1")])
+        self.deliver(done(2))
+        self.assertEqual(self.reports, [IPv6Address("fe80::1"), IPv6Address("fe80::3")])
+
+    def test_stop(self) -> None:
+        """Stopping closes the socket and removes the reader."""
+        self.watch.stop()
+        self.assertTrue(self.source.closed)
+        self.assertNotIn(self.watch, self.reactor.readers)
+        self.assertEqual(self.watch.fileno(), -1)
 
 
 class WaitForUlaTests(SynchronousTestCase):
@@ -376,6 +478,7 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, Any]] = []
+        self.ancillary: list[list[Any]] = []
         self.incoming: list[tuple[bytes, list[Any], int, Any]] = []
         self.error: OSError | None = None
         self.closed = False
@@ -383,10 +486,13 @@ class FakeSocket:
     def fileno(self) -> int:
         return 17
 
-    def sendto(self, data: bytes, address: Any) -> int:
+    def sendmsg(self, buffers: list[bytes], ancillary: list[Any], flags: int,
+                address: Any) -> int:
         if self.error is not None:
             raise self.error
+        data = b"".join(buffers)
         self.sent.append((data, address))
+        self.ancillary.append(ancillary)
         return len(data)
 
     def recvmsg(self, size: int, ancsize: int) -> tuple[bytes, list[Any], int, Any]:
@@ -403,13 +509,23 @@ class FakeSocket:
         self.incoming.append((data, ancillary, 0, (source, 0, 0, 4)))
 
 
+LINK_LOCAL = IPv6Address("fe80::1112:1213:1516:1718")
+# struct in6_pktinfo {struct in6_addr ipi6_addr; int ipi6_ifindex;}: the RA's source
+# address, the EVSE's link-local one (RFC 4861 §4.2), on interface 4.
+PKTINFO_FROM_LINK_LOCAL = (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+                           bytes.fromhex("fe800000000000001112121315161718")
+                           + (4).to_bytes(4, sys.byteorder))
+
+
 class AdvertiserTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.reactor = MemoryReactorClock()
         self.sock = FakeSocket()
         self.ra = RouterAdvertiser(self.reactor, "eth1", RAContent(prefix=PREFIX,
                                                                    source_mac=MAC),
-                                   RATiming(), sock=self.sock, rng=Random(1))
+                                   RATiming(), sock=self.sock, rng=Random(1), watch=False,
+                                   index=4)
+        self.ra.link_local_changed(LINK_LOCAL)  # valid before the port starts
         self.ra.start()
         self.addCleanup(self.ra.stop)
 
@@ -429,7 +545,8 @@ class AdvertiserTests(SynchronousTestCase):
         verifyObject(IReadDescriptor, self.ra)
         self.assertIn(self.ra, self.reactor.readers)
         self.reactor.advance(0)
-        self.assertEqual(self.sock.sent, [(RA_BYTES, ("ff02::1", 0, 0, 0))])
+        self.assertEqual(self.sock.sent, [(RA_BYTES, ("ff02::1", 0, 0, 4))])
+        self.assertEqual(self.sock.ancillary, [[PKTINFO_FROM_LINK_LOCAL]])
         self.assertEqual(self.ra.stats["ra_sent"], 1)
 
     def test_periodic_schedule(self) -> None:
@@ -505,7 +622,8 @@ class AdvertiserTests(SynchronousTestCase):
                          0)
         quiet = RouterAdvertiser(self.reactor, "eth1", RAContent(prefix=PREFIX,
                                                                  source_mac=MAC),
-                                 sock=FakeSocket())
+                                 sock=FakeSocket(), watch=False, index=4)
+        quiet.link_local_changed(LINK_LOCAL)
         quiet.start()
         quiet.stop()
         self.assertEqual(quiet.stats["ra_sent"], 0)
@@ -523,6 +641,82 @@ class AdvertiserTests(SynchronousTestCase):
         self.assertAlmostEqual(RATiming(max_interval=30).min_interval or 0, 9.9)
         self.assertRaises(ValueError, RATiming, min_interval=40, max_interval=30)
         self.assertRaises(ValueError, RATiming, initial_count=0)
+
+
+class LinkLocalSourceTests(SynchronousTestCase):
+    """RAs leave from the port's valid link-local address only (RFC 4861 §4.2: hosts drop
+    RAs from any other source, §6.1.2), and wait for it after carrier-up."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.sock = FakeSocket()
+        self.ra = RouterAdvertiser(self.reactor, "eth1", RAContent(prefix=PREFIX,
+                                                                   source_mac=MAC),
+                                   RATiming(), sock=self.sock, rng=Random(1), watch=False,
+                                   index=4)
+        self.addCleanup(self.ra.stop)
+
+    def run_for(self, seconds: float, step: float = 0.01) -> list[float]:
+        sent_at = []
+        end = self.reactor.seconds() + seconds
+        while self.reactor.seconds() < end - 1e-9:
+            before = len(self.sock.sent)
+            self.reactor.advance(step)
+            sent_at += [self.reactor.seconds()] * (len(self.sock.sent) - before)
+        return sent_at
+
+    def test_waits_for_link_local_then_answers_at_once(self) -> None:
+        """V2G-4.2.3-4: started while the link-local address is still tentative (None),
+        nothing is sent, however long, not even in answer to a Router Solicitation from
+        ``::``; the answer is queued. The moment the address is valid an RA goes out,
+        at once, with that source (IPV6_PKTINFO), followed by the initial RAs."""
+        self.ra.start()
+        self.assertEqual(self.run_for(60, step=0.1), [])
+        self.sock.solicit(build_router_solicitation(), source="::")
+        self.ra.doRead()
+        self.assertEqual(self.run_for(5), [])
+        self.assertGreaterEqual(self.ra.stats["ra_deferred"], 2)
+        self.assertEqual(self.ra.stats["rs_received"], 1)
+        self.ra.link_local_changed(LINK_LOCAL)
+        self.reactor.advance(0)
+        self.assertEqual(self.sock.sent, [(RA_BYTES, ("ff02::1", 0, 0, 4))])
+        self.assertEqual(self.sock.ancillary, [[PKTINFO_FROM_LINK_LOCAL]])
+        sent = self.run_for(4.1)
+        self.assertEqual(len(sent), 2)  # the rest of the initial RAs, <= 2 s apart
+        self.assertEqual(self.sock.ancillary, [[PKTINFO_FROM_LINK_LOCAL]] * 3)
+
+    def test_refuses_other_sources(self) -> None:
+        """Only a link-local address can be the source: a ULA or global one is refused
+        and changes nothing."""
+        for bad in (IPv6Address("fd12:3456:789a:1::1"), IPv6Address("2001:db8::1")):
+            self.assertRaises(ValueError, self.ra.link_local_changed, bad)
+        self.assertIsNone(self.ra.source)
+
+    def test_link_local_lost_and_back(self) -> None:
+        """When the link-local address goes (interface down), RAs stop; when one is valid
+        again, an RA goes out at once (rate limited to 3 s after the previous one) and
+        the initial RAs start over."""
+        self.ra.link_local_changed(LINK_LOCAL)
+        self.ra.start()
+        last = self.run_for(40)[-1]
+        self.ra.link_local_changed(None)
+        self.assertEqual(self.run_for(100, step=0.1), [])
+        before = len(self.sock.sent)
+        self.ra.link_local_changed(LINK_LOCAL)
+        self.reactor.advance(0)
+        self.assertGreater(self.reactor.seconds() - last, 3)
+        self.assertEqual(len(self.sock.sent), before + 1)  # at once
+        sent = self.run_for(4.1)
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(self.sock.ancillary[-1], [PKTINFO_FROM_LINK_LOCAL])
+
+    def test_stop_without_link_local(self) -> None:
+        """Stopping while a router lifetime is advertised but no link-local address is
+        valid sends nothing (it could only leave from a wrong source)."""
+        self.ra.start()
+        self.ra.update(router_lifetime=1800)
+        self.ra.stop()
+        self.assertEqual(self.sock.sent, [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,6 +771,81 @@ reactor.callWhenRunning(replug)
 reactor.run()
 """
 
+CARRIER_SENDER = """
+import sys, time
+from ipaddress import IPv6Network
+from twisted.internet import reactor
+from sepgw.net.ipv6 import LinkLocalWatch, PortAddressing, add_address
+from sepgw.net.ra import RAContent, RATiming, RouterAdvertiser
+
+interface, ula = sys.argv[1], IPv6Network(sys.argv[2])
+port = PortAddressing.for_port(ula, 0)
+add_address(interface, port.address)  # nodad: valid at once, before the link-local
+# After the first RA, only every 10 minutes: a PEV that had to wait for an RA interval
+# would wait that long.
+advertiser = RouterAdvertiser(reactor, interface, RAContent(prefix=port.prefix),
+                              RATiming(initial_count=1, min_interval=600, max_interval=600))
+
+def valid(address):  # the test's own watch: when the link-local address became valid
+    if address is not None:
+        print("valid", time.monotonic(), address, flush=True)
+
+watch = LinkLocalWatch(reactor, interface, valid)
+
+def report():
+    print("stats", dict(advertiser.stats), flush=True)
+    advertiser.stop()
+
+reactor.callWhenRunning(watch.start)
+reactor.callWhenRunning(advertiser.start)
+reactor.callWhenRunning(print, "ready", flush=True)
+reactor.addSystemEventTrigger("before", "shutdown", report)
+reactor.run()
+"""
+
+# The PEV side: a raw ICMPv6 socket passing only RAs, with the source and destination of
+# each; netlink address events for the SLAAC address; then the carrier comes up.
+CARRIER_PEV = """
+import json, select, socket, struct, sys, time
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import RTMGRP_IPV6_IFADDR
+from sepgw.net.ipv6 import NetlinkEvents, usable_address
+
+interface, seconds = sys.argv[1], float(sys.argv[2])
+index = socket.if_nametoindex(interface)
+raw = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+words = [0xFFFFFFFF] * 8
+words[134 >> 5] &= ~(1 << (134 & 31)) & 0xFFFFFFFF
+raw.setsockopt(socket.IPPROTO_ICMPV6, 1, struct.pack("=8I", *words))  # ICMP6_FILTER
+raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+events = NetlinkEvents(RTMGRP_IPV6_IFADDR)
+out = {"ras": []}
+with IPRoute() as ipr:
+    up = out["up"] = time.monotonic()
+    ipr.link("set", index=index, state="up")  # carrier-up on both ends
+while time.monotonic() < up + seconds and "ula_at" not in out:
+    ready = select.select([raw, events], [], [], up + seconds - time.monotonic())[0]
+    if raw in ready:
+        data, anc, _, source = raw.recvmsg(2048, socket.CMSG_SPACE(20))
+        dest = [socket.inet_ntop(socket.AF_INET6, v[:16]) for l, k, v in anc
+                if l == socket.IPPROTO_IPV6 and k == socket.IPV6_PKTINFO]
+        out["ras"].append({"at": time.monotonic() - up, "type": data[0],
+                           "source": source[0].split("%")[0], "dest": dest})
+    if events in ready:
+        while True:
+            try:
+                messages = events.read()
+            except BlockingIOError:
+                break
+            for m in messages:
+                found = usable_address(m, index, __import__("ipaddress").IPv6Network(
+                    "fd00::/8"))
+                if found is not None and "ula_at" not in out:
+                    out.update(ula_at=time.monotonic() - up, ula=str(found))
+print("RESULT " + json.dumps(out), flush=True)
+"""
+
 
 class NamespaceTests(SynchronousTestCase):
     def test_pev_gets_ula_by_slaac(self) -> None:
@@ -626,3 +895,74 @@ class NamespaceTests(SynchronousTestCase):
         stats = ast.literal_eval(out.split("stats", 1)[1].strip()) if "stats" in out else {}
         self.assertGreaterEqual(stats.get("rs_received", 0), 1, out + err)
         self.assertGreaterEqual(stats.get("ra_sent", 0), 1, out + err)
+
+    def test_ra_from_link_local_right_after_carrier_up(self) -> None:
+        """RFC 4861 §4.2 and §6.1.2, V2G-4.2.3-3, V2G-4.2.3-4, real kernels (root only):
+        the EVSE's port is up without carrier, its ULA already valid (nodad); the PEV's end
+        comes up (carrier-up on both), and the PEV, with no DAD of its own, solicits at
+        once while the EVSE's link-local address is still tentative. Every RA captured on
+        the PEV's side comes from fe80::/10 to ff02::1, the first within about a second of
+        the EVSE's link-local becoming valid, and the PEV has its SLAAC address in the
+        advertised prefix well before its next solicitation (4 s) and the next periodic
+        RA (10 min): it waits no RA interval."""
+        from tests.netns import Netns
+
+        net = Netns(self)
+        evse, pev = net.namespace("evse"), net.namespace("pev")
+        # The veth pair by hand: the PEV's end stays down (no carrier on the EVSE's).
+        tmp_a, tmp_b = f"ca{net.tag}", f"cb{net.tag}"
+        subprocess.run(["ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b],
+                       check=True)
+        for tmp, name, ns in ((tmp_a, "evse0", evse), (tmp_b, "pev0", pev)):
+            subprocess.run(["ip", "link", "set", tmp, "netns", ns], check=True)
+            net.run(ns, "ip", "link", "set", tmp, "name", name)
+        # Three DAD probes: the EVSE's link-local address stays tentative for 3-4 s after
+        # carrier-up, so the PEV's solicitation surely arrives while it is.
+        net.sysctl(evse, "net.ipv6.conf.evse0.dad_transmits", "3")
+        net.run(evse, "ip", "link", "set", "evse0", "up")
+        # A quick PEV: no DAD (the kernel skips it only if "all" says so too), so it
+        # solicits the moment its link comes up.
+        net.sysctl(pev, "net.ipv6.conf.all.accept_dad", "0")
+        for key, value in (("accept_ra", "2"), ("autoconf", "1"), ("accept_dad", "0")):
+            net.sysctl(pev, f"net.ipv6.conf.pev0.{key}", value)
+        self.assertIn("NO-CARRIER", net.run(evse, "ip", "link", "show", "evse0").stdout)
+
+        sender = net.popen(evse, sys.executable, "-c", CARRIER_SENDER, "evse0", str(ULA),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           cwd=REPO)
+        assert sender.stdout is not None and sender.stderr is not None
+        if not select.select([sender.stdout], [], [], 15)[0]:
+            self.fail("RA sender did not start")
+        line = sender.stdout.readline()
+        if line.strip() != "ready":
+            sender.kill()
+            self.fail(f"RA sender failed: {line}{sender.stderr.read()}")
+
+        done = subprocess.run(["ip", "netns", "exec", pev, sys.executable, "-c",
+                               CARRIER_PEV, "pev0", "12"], capture_output=True, text=True,
+                              timeout=40, cwd=REPO)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        result = json.loads(done.stdout.split("RESULT ", 1)[1])
+        sender.terminate()
+        out, err = sender.communicate(timeout=15)
+        ras = result["ras"]
+        self.assertTrue(ras, (result, out, err))
+        for ra_seen in ras:
+            self.assertEqual(ra_seen["type"], 134)
+            self.assertIn(IPv6Address(ra_seen["source"]), IPv6Network("fe80::/10"),
+                          (ras, out, err))
+            self.assertEqual(ra_seen["dest"], ["ff02::1"])
+        self.assertIn("ula_at", result, (result, out, err))
+        self.assertIn(IPv6Interface(result["ula"]).ip, PREFIX)
+        # Relative to when the EVSE's link-local address became valid (one monotonic
+        # clock for both namespaces): the first RA and the SLAAC address follow at once.
+        valid_at = float(out.split("valid ", 1)[1].split()[0]) - result["up"]
+        self.assertGreater(valid_at, 2.5, out)  # three DAD probes
+        self.assertLess(ras[0]["at"] - valid_at, 0.5, (valid_at, result))
+        self.assertLess(result["ula_at"] - valid_at, 0.5, (valid_at, result))
+        stats = ast.literal_eval(out.split("stats", 1)[1].strip()) if "stats" in out else {}
+        self.assertEqual(stats.get("ra_send_errors", 0), 0, out + err)
+        self.assertGreaterEqual(stats.get("ra_deferred", 0), 1, out)  # the RS waited
+        self.assertGreaterEqual(stats.get("ra_sent", 0), 1, out + err)
+        print(f"carrier-up to EVSE link-local valid {valid_at:.2f} s, to first RA "
+              f"{ras[0]['at']:.2f} s, to SLAAC address {result['ula_at']:.2f} s; {stats}")

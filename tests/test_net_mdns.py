@@ -47,18 +47,19 @@ TABLE8_ADDRESSES = ["fd12:3456:789a:1::1", "fe80::1112:1213:1516:1718"]
 class NamesTests(SynchronousTestCase):
     """Instance and subtype names."""
 
-    def test_table8_instance_name(self) -> None:
-        """V2G-4.3-6: the EVSE's instance name is ``evse-<SFDI>._smartenergy._tcp.local``
-        as in Table 8."""
+    def test_normative_instance_name(self) -> None:
+        """V2G-4.3-6: the EVSE's instance name is ``device-<SFDI>._smartenergy._tcp.local``
+        as normative 4.3 writes it, not the ``evse-`` of the informative Table 8."""
         self.assertEqual(instance_name(TABLE8_SFDI),
-                         "evse-301115568938._smartenergy._tcp.local.")
+                         "device-301115568938._smartenergy._tcp.local.")
 
     def test_zero_padding(self) -> None:
         """V2G-4.3-6: the SFDI is written in 12 digits with leading zeros (4.3's example
         ``device-000001111114``)."""
-        self.assertEqual(instance_label(1111114), "evse-000001111114")
-        self.assertEqual(instance_label(1111114, prefix="device"), "device-000001111114")
-        self.assertEqual(instance_label(0), "evse-000000000000")
+        self.assertEqual(instance_label(1111114), "device-000001111114")
+        self.assertEqual(instance_name(1111114), "device-000001111114._smartenergy._tcp.local.")
+        self.assertEqual(instance_label(1111114, prefix="evse"), "evse-000001111114")
+        self.assertEqual(instance_label(0), "device-000000000000")
 
     def test_bad_sfdi(self) -> None:
         """An SFDI that is not a whole number of at most 12 digits is refused."""
@@ -128,7 +129,7 @@ class AddressTests(SynchronousTestCase):
         """A link-local address needs its interface: the URL carries ``%iface`` as
         Twisted's Agent wants it (the host it parses goes to getaddrinfo as is), and
         the RFC 6874 form writes it ``%25iface``."""
-        service = EVSEService(name="evse-301115568938._smartenergy._tcp.local.",
+        service = EVSEService(name="device-301115568938._smartenergy._tcp.local.",
                               address="fe80::1112:1213:1516:1718", interface="eth1",
                               port=443, dcap_path="/dcap")
         self.assertEqual(service.host, "fe80::1112:1213:1516:1718%eth1")
@@ -189,8 +190,8 @@ class AnnouncerRecordsTests(SynchronousTestCase):
         the AAAA addresses (ULA and link-local)."""
         info = self.announcer().service_info()
         self.assertEqual(info.type, "_smartenergy._tcp.local.")
-        self.assertEqual(info.name, "evse-301115568938._smartenergy._tcp.local.")
-        self.assertEqual(info.server, "evse-301115568938.local.")
+        self.assertEqual(info.name, "device-301115568938._smartenergy._tcp.local.")
+        self.assertEqual(info.server, "device-301115568938.local.")
         self.assertEqual(info.port, 443)
         self.assertEqual(info.properties, {b"txtvers": b"1", b"dcap": b"/dcap",
                                            b"https": b"443", b"level": b"-S1"})
@@ -361,6 +362,60 @@ reactor.run()
 print("RESULT " + json.dumps(out), flush=True)
 """
 
+CAPTURE_SCRIPT = """\
+import json, select, socket, struct, sys, time
+from zeroconf import DNSIncoming  # a DNS parser the announcer does not use to build
+cfg = json.loads(sys.argv[1])
+index = socket.if_nametoindex(cfg["interface"])
+sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+sock.bind(("::", 5353))
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                socket.inet_pton(socket.AF_INET6, "ff02::fb") + struct.pack("@I", index))
+print("listening", flush=True)
+packets = []
+deadline = time.monotonic() + cfg["seconds"]
+while time.monotonic() < deadline:
+    if not select.select([sock], [], [], max(0, deadline - time.monotonic()))[0]:
+        break
+    data, anc, _, source = sock.recvmsg(9000, socket.CMSG_SPACE(20))
+    dest = None
+    for level, kind, value in anc:
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+            dest = socket.inet_ntop(socket.AF_INET6, value[:16])
+    msg = DNSIncoming(data)
+    records = []
+    for r in msg.answers():
+        rec = {"name": r.name, "type": r.type}
+        if r.type == 12:
+            rec["alias"] = r.alias
+        elif r.type == 33:
+            rec.update(port=r.port, server=r.server)
+        elif r.type == 16:
+            rec["text"] = r.text.hex()
+        elif r.type == 28:
+            rec["address"] = socket.inet_ntop(socket.AF_INET6, r.address)
+        records.append(rec)
+    packets.append({"source": source[0].split("%")[0], "sport": source[1], "dest": dest,
+                    "response": msg.is_response(), "records": records})
+print("PACKETS " + json.dumps(packets), flush=True)
+"""
+
+FOREIGN_SCRIPT = """\
+import json, signal, socket, sys
+from zeroconf import IPVersion, ServiceInfo, Zeroconf
+cfg = json.loads(sys.argv[1])
+zc = Zeroconf(interfaces=[socket.if_nametoindex(cfg["interface"])],
+              ip_version=IPVersion.V6Only)
+info = ServiceInfo("_smartenergy._tcp.local.", cfg["name"], port=cfg["srv_port"],
+                   properties=cfg["txt"], server=cfg["server"],
+                   parsed_addresses=cfg["addresses"])
+zc.register_service(info)
+print("announced", flush=True)
+signal.pause()  # until the test kills it
+"""
+
 
 class NamespaceTests(SynchronousTestCase):
     """An announcing EVSE and a browsing PEV in two namespaces joined by a veth pair."""
@@ -380,6 +435,10 @@ class NamespaceTests(SynchronousTestCase):
         self.announce_py.write_text(ANNOUNCE_SCRIPT)
         self.discover_py = scripts / "discover.py"
         self.discover_py.write_text(DISCOVER_SCRIPT)
+        self.capture_py = scripts / "capture.py"
+        self.capture_py.write_text(CAPTURE_SCRIPT)
+        self.foreign_py = scripts / "foreign.py"
+        self.foreign_py.write_text(FOREIGN_SCRIPT)
 
     def link_local(self, ns: str, dev: str, timeout: float = 10) -> str:
         """The interface's link-local address once duplicate address detection is done
@@ -422,7 +481,7 @@ class NamespaceTests(SynchronousTestCase):
         groups = self.net.run(self.evse, "ip", "-6", "maddr", "show", "dev", "evse0").stdout
         self.assertIn("ff02::fb", groups)
         found = self.discover()
-        self.assertEqual(found.get("name"), "evse-301115568938._smartenergy._tcp.local.",
+        self.assertEqual(found.get("name"), "device-301115568938._smartenergy._tcp.local.",
                          found)
         self.assertEqual(found["txt"], {"txtvers": "1", "dcap": "/dcap", "https": "8443",
                                         "level": "-S1"})
@@ -433,6 +492,80 @@ class NamespaceTests(SynchronousTestCase):
         self.assertEqual(ann.terminate(), 0)
         self.assertIn("stopped", ann.output)
 
+    def test_golden_announcement_on_the_wire(self) -> None:
+        """Golden wire test of 4.3 and Table 8 (V2G-4.3-1, V2G-4.3-2, V2G-4.3-6,
+        V2G-4.2.3-5): what the real EVSEAnnouncer multicasts, captured on the PEV's end of
+        the link and parsed by a DNS parser it does not build with, compared field by
+        field with the profile written out here: to ff02::fb port 5353; PTR from
+        ``_smartenergy._tcp.local`` and from the 4.3.1 subtypes edev, sdev, mup to
+        ``device-<12-digit SFDI>._smartenergy._tcp.local`` (4.3's format: Table 8's
+        ``evse-`` is an informative example); SRV with the HTTPS port; TXT exactly
+        ``txtvers=1``, ``dcap=/dcap``, ``https=<port>``, ``level=-S1`` in Table 8's
+        order; AAAA with the ULA and the link-local address."""
+        # The profile, written out (not taken from sepgw's constants).
+        instance_format = r"^device-[0-9]{12}\._smartenergy\._tcp\.local\.$"
+        instance = "device-301115568938._smartenergy._tcp.local."
+        service_type = "_smartenergy._tcp.local."
+        subtypes = ["_edev._sub._smartenergy._tcp.local.",
+                    "_sdev._sub._smartenergy._tcp.local.",
+                    "_mup._sub._smartenergy._tcp.local."]
+        txt = [b"txtvers=1", b"dcap=/dcap", b"https=8443", b"level=-S1"]
+        ula = "fd12:3456:789a:1::1"
+
+        capture = Process(["ip", "netns", "exec", self.pev, sys.executable,
+                           str(self.capture_py),
+                           json.dumps({"interface": "pev0", "seconds": 5})])
+        self.addCleanup(capture.kill)
+        capture.wait_for(r"^listening", timeout=15)
+        self.announce(self.evse, "evse0", [ula, self.evse_ll])
+        packets = json.loads(capture.wait_for(r"^PACKETS (.*)$", timeout=20).group(1))
+        responses = [p for p in packets if p["response"] and p["records"]]
+        self.assertTrue(responses, packets)
+        for p in responses:
+            self.assertEqual((p["dest"], p["sport"]), ("ff02::fb", 5353), p)
+        print("mDNS announcement sources:", sorted({p["source"] for p in responses}))
+        records = [r for p in responses for r in p["records"]]
+
+        ptrs = {(r["name"], r["alias"]) for r in records if r["type"] == 12}
+        self.assertIn((service_type, instance), ptrs)
+        for sub in subtypes:
+            self.assertIn((sub, instance), ptrs)
+        for name, alias in ptrs:
+            if name == service_type or name in subtypes:
+                self.assertRegex(alias, instance_format)
+
+        [srv] = {(r["name"], r["port"], r["server"]) for r in records if r["type"] == 33}
+        self.assertEqual(srv[:2], (instance, 8443))
+        texts = {(r["name"], r["text"]) for r in records if r["type"] == 16}
+        self.assertEqual({name for name, _ in texts}, {instance})
+        for _, text in texts:
+            raw, strings = bytes.fromhex(text), []
+            while raw:  # RFC 6763 6.1: length-prefixed strings
+                strings.append(raw[1:1 + raw[0]])
+                raw = raw[1 + raw[0]:]
+            self.assertEqual(strings, txt)
+        aaaa = {r["address"] for r in records if r["type"] == 28 and r["name"] == srv[2]}
+        self.assertEqual(aaaa, {ula, self.evse_ll})
+
+    def test_pev_ignores_the_instance_prefix(self) -> None:
+        """V2G-4.3-6, V2G-4.5.1-2: the PEV finds an EVSE announced under another instance
+        name (``foo-123``, by plain zeroconf, not sepgw) by browsing the service type, and
+        takes the port and the DeviceCapability path from its TXT record (not the SRV
+        port)."""
+        ula = "fd12:3456:789a:1::1"
+        cfg = {"interface": "evse0", "name": "foo-123._smartenergy._tcp.local.",
+               "server": "foo-123.local.", "srv_port": 1234, "addresses": [ula],
+               "txt": {"txtvers": "1", "dcap": "/sep2/dcap", "https": "9443",
+                       "level": "-S1"}}
+        foreign = Process(["ip", "netns", "exec", self.evse, sys.executable,
+                           str(self.foreign_py), json.dumps(cfg)])
+        self.addCleanup(foreign.kill)
+        foreign.wait_for(r"^announced", timeout=20)
+        found = self.discover()
+        self.assertEqual(found.get("name"), "foo-123._smartenergy._tcp.local.", found)
+        self.assertEqual((found["port"], found["dcap"]), (9443, "/sep2/dcap"))
+        self.assertEqual(found["url"], f"https://[{ula}]:9443/sep2/dcap")
+
     def test_subtype_queries(self) -> None:
         """Profile 4.3.1: a browse for ``_edev``, ``_sdev`` or ``_mup._sub._smartenergy
         ._tcp.local`` finds the same instance (V2G-4.3-1)."""
@@ -440,7 +573,7 @@ class NamespaceTests(SynchronousTestCase):
         for sub in ("edev", "sdev", "mup"):
             found = self.discover(type_=f"_{sub}._sub._smartenergy._tcp.local.")
             self.assertEqual(found.get("name"),
-                             "evse-301115568938._smartenergy._tcp.local.", (sub, found))
+                             "device-301115568938._smartenergy._tcp.local.", (sub, found))
             self.assertEqual(found["url"], "https://[fd12:3456:789a:1::1]:8443/dcap")
 
     def test_link_local_then_ula(self) -> None:

@@ -25,7 +25,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
-from ipaddress import IPv6Interface, IPv6Network
+from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +45,7 @@ EVSE_HOST = 1
 
 # Address flags (linux/if_addr.h).
 IFA_F_NODAD = 0x02
+IFA_F_OPTIMISTIC = 0x04
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 
@@ -260,8 +261,9 @@ class NetlinkEvents:
     def fileno(self) -> int:
         return self._socket.fileno()
 
-    def dump_addresses(self, family: int = socket.AF_INET6) -> None:
-        """Ask for every address of ``family``; the answers arrive as RTM_NEWADDR."""
+    def dump_addresses(self, family: int = socket.AF_INET6) -> int:
+        """Ask for every address of ``family``; the answers arrive as RTM_NEWADDR, then
+        NLMSG_DONE, with the sequence number returned."""
         from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST
         from pyroute2.netlink.rtnl import RTM_GETADDR
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
@@ -274,6 +276,7 @@ class NetlinkEvents:
         msg["header"]["sequence_number"] = self._sequence
         msg.encode()
         self._socket.send(msg.data)
+        return self._sequence
 
     def read(self) -> list[Any]:
         """The messages of one datagram; raises BlockingIOError when there is none."""
@@ -401,9 +404,146 @@ def wait_for_ula(reactor: Any, interface: str, timeout: float | None = 30.0,
     return wait.deferred
 
 
+# --------------------------------------------------------------------------------------------
+# The valid link-local address of an interface (EVSE side: the RA source, an mDNS AAAA)
+
+_NOT_VALID = IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_OPTIMISTIC
+_LINK_LOCAL = IPv6Network("fe80::/10")
+
+
+@implementer(IReadDescriptor)
+class LinkLocalWatch:
+    """Follows the valid link-local addresses of one interface from netlink events and
+    reports the one to use (the first that became valid) whenever it changes.
+
+    "Valid" means duplicate address detection has finished and passed: not tentative,
+    optimistic or dadfailed. A link-local address is made, tentative, when the link first
+    gets its carrier; until DAD is done (about a second) the interface has none, and
+    ``on_change(None)`` is where senders that must use one (Router Advertisements, RFC
+    4861 §4.2) wait. ``on_change`` is called in the reactor thread, first once the
+    current addresses have been read after :meth:`start` (with None if there is none),
+    then on every change. Reads a non-blocking netlink socket watched by the reactor: no
+    polling, nothing blocks. ``events`` and ``index`` are for tests.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, interface: str,
+                 on_change: Callable[[IPv6Address | None], Any],
+                 events: Callable[[int], Any] | None = None,
+                 index: int | None = None) -> None:
+        self.reactor = reactor
+        self.interface = interface
+        self.on_change = on_change
+        self.index = index
+        self._events_factory = events or NetlinkEvents
+        self._events: Any = None
+        self._valid: dict[IPv6Address, None] = {}  # insertion order: first valid first
+        self._dumping: int | None = None  # the sequence number of the dump being read
+        self._reported = False
+        self.current: IPv6Address | None = None
+        """The link-local address in use, None while there is no valid one."""
+
+    @property
+    def running(self) -> bool:
+        return self._events is not None
+
+    def start(self) -> None:
+        """Subscribe to address events, then ask for the current addresses. Raises
+        OSError if the interface does not exist."""
+        from pyroute2.netlink.rtnl import RTMGRP_IPV6_IFADDR
+
+        if self._events is not None:
+            return
+        if self.index is None:
+            self.index = socket.if_nametoindex(self.interface)
+        self._events = self._events_factory(RTMGRP_IPV6_IFADDR)
+        self.reactor.addReader(self)
+        self._resync()
+
+    def stop(self) -> None:
+        if self._events is None:
+            return
+        self.reactor.removeReader(self)
+        self._events.close()
+        self._events = None
+
+    def _resync(self) -> None:
+        """Forget what is known and read the current addresses again (at start, and
+        when events were lost)."""
+        self._valid.clear()
+        self._dumping = self._events.dump_addresses(socket.AF_INET6)
+
+    def fileno(self) -> int:
+        return -1 if self._events is None else int(self._events.fileno())
+
+    def doRead(self) -> None:
+        for _ in range(64):  # bounded: let the reactor breathe between bursts
+            if self._events is None:
+                return
+            try:
+                messages = self._events.read()
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:  # events overran the socket: read again
+                    self._resync()
+                    continue
+                self.log.error("{interface}: reading address events failed: {error}; "
+                               "the link-local address is no longer followed",
+                               interface=self.interface, error=e)
+                self.stop()
+                if not self._reported:  # whoever waits for the first report gets one
+                    self._reported = True
+                    self.on_change(None)
+                return
+            for message in messages:
+                self._handle(message)
+        self._report()
+
+    def _handle(self, message: Any) -> None:
+        event = message.get("event")
+        if event == "NLMSG_DONE":
+            if message["header"]["sequence_number"] == self._dumping:
+                self._dumping = None
+            return
+        if event not in ("RTM_NEWADDR", "RTM_DELADDR") or message.get("index") != self.index \
+                or message.get("family") != socket.AF_INET6:
+            return
+        text = message.get_attr("IFA_ADDRESS")
+        if not text:
+            return
+        address = IPv6Address(text)
+        if address not in _LINK_LOCAL:
+            return
+        flags = message.get_attr("IFA_FLAGS")
+        if flags is None:
+            flags = message.get("flags") or 0
+        if event == "RTM_DELADDR" or flags & _NOT_VALID:
+            self._valid.pop(address, None)
+        else:
+            self._valid.setdefault(address, None)
+
+    def _report(self) -> None:
+        if self._dumping is not None or self._events is None:
+            return  # a partial picture: wait for the whole dump
+        chosen = next(iter(self._valid), None)
+        if self._reported and chosen == self.current:
+            return
+        self._reported = True
+        self.current = chosen
+        self.on_change(chosen)
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return f"link-local {self.interface}"
+
+
 __all__ = [
     "ULA_SPACE", "ULA_STATE_FILE", "EVSE_HOST", "SLAAC_SYSCTLS", "UlaPrefixError",
     "AddressTimeout", "generate_ula_prefix", "parse_ula_prefix", "load_or_create_ula_prefix",
     "port_prefix", "evse_address", "PortAddressing", "add_address", "remove_address",
-    "enable_slaac", "NetlinkEvents", "usable_address", "wait_for_ula",
+    "enable_slaac", "NetlinkEvents", "usable_address", "wait_for_ula", "LinkLocalWatch",
 ]

@@ -1,11 +1,13 @@
 """mDNS / DNS-SD service discovery for the V2G-AC profile (4.3, 4.3.1, 5.1).
 
 The EVSE announces its IEEE 2030.5 server on each port's interface as
-``evse-<SFDI, 12 digits>._smartenergy._tcp.local.`` with an SRV record (the HTTPS port),
+``device-<SFDI, 12 digits>._smartenergy._tcp.local.`` (normative 4.3, V2G-4.3-6; the
+informative Table 8 shows ``evse-``, and 4.3 wins) with an SRV record (the HTTPS port),
 AAAA records (the port's ULA and link-local addresses), the TXT record of Table 8
 (``txtvers=1``, ``dcap=<path>``, ``https=<port>``, ``level=-S1``) and the subtypes of 4.3.1
 (``_edev._sub``, ``_sdev._sub``, ``_mup._sub``): :class:`EVSEAnnouncer`. The PEV browses
-``_smartenergy._tcp.local.`` on its interface and resolves the first instance into an
+``_smartenergy._tcp.local.`` (or a subtype) on its interface, whatever the instance is
+called (it never looks at the instance prefix), and resolves the first instance into an
 :class:`EVSEService` whose :attr:`EVSEService.url` is the DeviceCapability URL:
 :func:`discover_evse`.
 
@@ -46,9 +48,9 @@ SUBTYPES = ("edev", "sdev", "mup")
 """Subtypes an EVSE may announce (profile 4.3.1): EndDevice, SelfDevice,
 MirrorUsagePointList."""
 
-INSTANCE_PREFIX = "evse"
-"""The <Instance> label is ``evse-`` and the SFDI in 12 digits (Table 8; 4.3 shows the same
-format with ``device-``)."""
+INSTANCE_PREFIX = "device"
+"""The <Instance> label is ``device-`` and the SFDI in 12 digits (normative 4.3,
+V2G-4.3-6; the informative Table 8 example's ``evse-`` is not the normative format)."""
 
 LEVEL = "-S1"
 """The TXT ``level`` key of Table 8: the 2030.5 security level the server requires."""
@@ -65,10 +67,10 @@ class DiscoveryTimeout(Exception):
 # -- pure helpers --------------------------------------------------------------------------
 
 def instance_label(sfdi: int, prefix: str = INSTANCE_PREFIX) -> str:
-    """The <Instance> label: ``evse-`` and the SFDI zero-padded to 12 digits.
+    """The <Instance> label: ``device-`` and the SFDI zero-padded to 12 digits.
 
     >>> instance_label(1111114)
-    'evse-000001111114'
+    'device-000001111114'
     """
     if isinstance(sfdi, bool) or not isinstance(sfdi, int) or not 0 <= sfdi < 10 ** 12:
         raise ValueError(f"an SFDI is a whole number of at most 12 digits, not {sfdi!r}")
@@ -77,7 +79,7 @@ def instance_label(sfdi: int, prefix: str = INSTANCE_PREFIX) -> str:
 
 def instance_name(sfdi: int, prefix: str = INSTANCE_PREFIX) -> str:
     """The full service instance name (V2G-4.3-6), e.g.
-    ``evse-301115568938._smartenergy._tcp.local.``."""
+    ``device-301115568938._smartenergy._tcp.local.``."""
     return f"{instance_label(sfdi, prefix)}.{SERVICE_TYPE}"
 
 
@@ -178,7 +180,8 @@ class EVSEService:
     """An EVSE server found by mDNS: where its DeviceCapability resource is."""
 
     name: str
-    """The full instance name, e.g. ``evse-301115568938._smartenergy._tcp.local.``."""
+    """The full instance name, e.g. ``device-301115568938._smartenergy._tcp.local.``
+    (any instance name is accepted: only the service type and the TXT record matter)."""
     address: str
     """The chosen address without scope (ULA preferred over link-local)."""
     interface: str

@@ -25,10 +25,19 @@ The socket: raw ICMPv6, bound to the interface (SO_BINDTODEVICE), hop limit 255,
 ff02::2 (all-routers: RSs are sent there, and the kernel joins it only on forwarding
 interfaces), an ICMP6_FILTER passing only Router Solicitations, IPV6_RECVHOPLIMIT to check
 that a solicitation came from the link (hop limit 255). The kernel computes the ICMPv6
-checksum of what is sent and verifies that of what is received. RAs leave with the
-interface's link-local source address, as RFC 4861 requires; while that address is still
-tentative the kernel refuses to send, which is counted and retried at the next RA.
-The reactor watches the socket (IReadDescriptor); nothing blocks. Needs CAP_NET_RAW.
+checksum of what is sent and verifies that of what is received. The reactor watches the
+socket (IReadDescriptor); nothing blocks. Needs CAP_NET_RAW.
+
+The source address: RFC 4861 §4.2 requires an RA to come from the router's link-local
+address, and hosts silently drop any other (§6.1.2). Left to itself the kernel picks the
+source, and while the link-local address is still tentative (duplicate address detection,
+about a second after the link gets its carrier, just when a PEV plugs in and solicits) it
+picks the port's ULA. So every RA names its source explicitly (IPV6_PKTINFO) as the
+interface's valid link-local address, followed by :class:`sepgw.net.ipv6.LinkLocalWatch`
+from netlink events; while there is none, nothing is sent: periodic RAs and answers to
+solicitations wait (counted in ``ra_deferred``), and the moment it becomes valid the
+initial RAs start again, the first at once, which also answers any solicitation that
+arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Any
 
 from twisted.internet.interfaces import IReadDescriptor
+
+from sepgw.net.ipv6 import LinkLocalWatch
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -248,6 +259,11 @@ def open_ra_socket(interface: str) -> socket.socket:
     return sock
 
 
+def pktinfo(source: IPv6Address, index: int) -> bytes:
+    """A ``struct in6_pktinfo`` (source address, interface index) for IPV6_PKTINFO."""
+    return source.packed + struct.pack("@i", index)
+
+
 def interface_mac(sock: socket.socket, interface: str) -> bytes:
     """The hardware address of ``interface`` (SIOCGIFHWADDR on any socket)."""
     import fcntl
@@ -284,9 +300,14 @@ class RATiming:
 class RouterAdvertiser:
     """Sends a port's Router Advertisements from the reactor and answers solicitations.
 
-    ``sock`` (default: :func:`open_ra_socket` at start) and ``rng`` are for tests. The MAC
-    for the Source Link-Layer Address option is read from the interface at start unless
+    RAs are sent only from the interface's valid link-local address (see the module
+    documentation): with ``watch=True`` (default) the advertiser follows it itself with a
+    :class:`~sepgw.net.ipv6.LinkLocalWatch`; with ``watch=False`` the owner reports it by
+    calling :meth:`link_local_changed`. ``sock`` (default: :func:`open_ra_socket` at
+    start), ``index`` (default: the interface's) and ``rng`` are for tests. The MAC for
+    the Source Link-Layer Address option is read from the interface at start unless
     ``content.source_mac`` is given. ``stats`` counts ``ra_sent``, ``ra_send_errors``,
+    ``ra_deferred`` (RAs due while there was no valid link-local address),
     ``rs_received`` and ``rs_ignored`` (invalid solicitations).
     """
 
@@ -294,12 +315,19 @@ class RouterAdvertiser:
 
     def __init__(self, reactor: Any, interface: str, content: RAContent,
                  timing: RATiming = RATiming(), sock: Any = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, *, watch: bool = True,
+                 index: int | None = None) -> None:
         self.reactor = reactor
         self.interface = interface
         self.content = content
         self.timing = timing
         self.stats: Counter[str] = Counter()
+        self.source: IPv6Address | None = None
+        """The valid link-local address RAs leave from; None: RAs wait."""
+        self.index = index
+        self._watch = LinkLocalWatch(reactor, interface, self.link_local_changed) \
+            if watch else None
+        self._waiting = False
         self._sock = sock
         self._rng = rng or random.SystemRandom()
         self._packet = b""
@@ -313,9 +341,12 @@ class RouterAdvertiser:
     # -- life cycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the socket, start advertising (the first RA goes out at once)."""
+        """Open the socket and start advertising: the first RA goes out at once if the
+        interface has a valid link-local address, else as soon as it has one."""
         if self.running:
             return
+        if self.index is None:
+            self.index = socket.if_nametoindex(self.interface)
         if self._sock is None:
             self._sock = open_ra_socket(self.interface)
         if self.content.source_mac is None:
@@ -328,7 +359,33 @@ class RouterAdvertiser:
         self.log.info("{interface}: advertising {prefix} (router lifetime {lifetime} s)",
                       interface=self.interface, prefix=self.content.prefix,
                       lifetime=self.content.router_lifetime)
-        self._schedule(0.0)
+        if self.source is not None:
+            self._schedule(0.0)
+        elif self._watch is None:
+            self._defer()
+        if self._watch is not None:
+            self._watch.start()  # its first report starts the RAs, or says to wait
+
+    def link_local_changed(self, address: IPv6Address | None) -> None:
+        """The interface's valid link-local address is now ``address`` (None: it has
+        none, e.g. still tentative after the carrier came up). When one becomes valid
+        after none, the initial RAs start again, the first at once (rate limited)."""
+        if address is not None and not IPv6Address(address).is_link_local:
+            raise ValueError(f"an RA source must be link-local (RFC 4861 §4.2), "
+                             f"not {address}")
+        had = self.source
+        self.source = None if address is None else IPv6Address(address)
+        if self.source is None:
+            if self.running:
+                self._defer(due=False)
+            return
+        if had is None:
+            self.log.info("{interface}: Router Advertisements from {source}",
+                          interface=self.interface, source=self.source)
+            if self.running and (self._waiting or self._advertised == 0):
+                self._waiting = False
+                self._advertised = 0
+                self._soon(delay=0.0)
 
     def stop(self) -> None:
         """Stop advertising and close the socket. If a router lifetime was being
@@ -340,9 +397,12 @@ class RouterAdvertiser:
             if self.content.router_lifetime:
                 self.content = replace(self.content, router_lifetime=0)
                 self._packet = build_router_advertisement(self.content)
-                self._send()
+                if self.source is not None:
+                    self._send()
             self.reactor.removeReader(self)
             self.running = False
+        if self._watch is not None:
+            self._watch.stop()
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -364,18 +424,41 @@ class RouterAdvertiser:
         self._next_at = self.reactor.seconds() + delay
         self._timer = self.reactor.callLater(delay, self._advertise)
 
-    def _soon(self) -> None:
-        """An RA within max_response_delay, rate limited (RFC 4861 §6.2.6)."""
+    def _soon(self, delay: float | None = None) -> None:
+        """An RA within max_response_delay (or after ``delay``), rate limited (RFC 4861
+        §6.2.6). Without a valid link-local address it waits for one."""
+        if self.source is None:
+            self._defer()
+            return
         now = self.reactor.seconds()
-        at = now + self._rng.uniform(0, self.timing.max_response_delay)
+        if delay is None:
+            delay = self._rng.uniform(0, self.timing.max_response_delay)
+        at = now + delay
         if self._last_sent is not None:
             at = max(at, self._last_sent + self.timing.min_delay_between_ras)
         if self._timer is not None and self._timer.active() and self._next_at <= at:
             return  # the RA already due sooner answers this one too
         self._schedule(at - now)
 
+    def _defer(self, due: bool = True) -> None:
+        """There is no valid link-local source: send nothing (an RA from any other address
+        is dropped by hosts, RFC 4861 §6.1.2) until there is one. ``due``: an RA was due
+        (counted)."""
+        if due:
+            self.stats["ra_deferred"] += 1
+        if not self._waiting:
+            self.log.info("{interface}: no valid link-local address yet (tentative?); "
+                          "Router Advertisements wait for it", interface=self.interface)
+        self._waiting = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
     def _advertise(self) -> None:
         self._timer = None
+        if self.source is None:
+            self._defer()
+            return
         self._send()
         self._advertised += 1
         timing = self.timing
@@ -386,8 +469,12 @@ class RouterAdvertiser:
         self._schedule(interval)
 
     def _send(self) -> None:
+        assert self.source is not None and self.index is not None
         try:
-            self._sock.sendto(self._packet, (ALL_NODES, 0, 0, 0))
+            self._sock.sendmsg([self._packet],
+                               [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO,
+                                 pktinfo(self.source, self.index))],
+                               0, (ALL_NODES, 0, 0, self.index))
         except OSError as e:
             self.stats["ra_send_errors"] += 1
             if e.errno != self._last_error:  # say it once, not every interval

@@ -4,13 +4,14 @@ EVSE, per port (:class:`PortNetwork`, when ``[network] enabled``): the port's UL
 the EVSE's address in it on the port's interface, Router Advertisements of that prefix
 (SLAAC), the routing lockout until the PEV is authorized (and, if the configuration allows
 forwarding, lifted while it is), and the mDNS announcement of the 2030.5 server on that
-interface. PEV (:func:`discover`): SLAAC on the transport's interface, then the EVSE found
+interface. The port's link-local address is followed from netlink events
+(:class:`~sepgw.net.ipv6.LinkLocalWatch`): RAs leave from it only once it is valid, and the
+mDNS AAAA records carry it alongside the ULA once the link is up. PEV (:func:`discover`): SLAAC on the transport's interface, then the EVSE found
 by mDNS.
 """
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 
 from sepgw.net.ipv6 import (
+    LinkLocalWatch,
     PortAddressing,
     add_address,
     enable_slaac,
@@ -31,22 +33,6 @@ from sepgw.net.ipv6 import (
 from sepgw.net.lockout import RoutingLockout
 from sepgw.net.mdns import EVSEAnnouncer, discover_evse
 from sepgw.net.ra import RAContent, RATiming, RouterAdvertiser
-
-
-def link_local_addresses(interface: str) -> list[str]:
-    """The interface's IPv6 link-local addresses (a quick netlink query)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=interface)
-        if not found:
-            return []
-        out = []
-        for message in ipr.get_addr(family=socket.AF_INET6, index=found[0]):
-            address = message.get_attr("IFA_ADDRESS")
-            if address and IPv6Address(address).is_link_local:
-                out.append(address)
-        return out
 
 
 class PortNetwork(Service):
@@ -70,6 +56,10 @@ class PortNetwork(Service):
         self.announcer: EVSEAnnouncer | None = None
         self._routing: Deferred[Any] = succeed(None)
         """Routing changes run one after the other in the thread pool, in order."""
+        self.link_local: IPv6Address | None = None
+        """The port's valid link-local address (None before the link is up)."""
+        self._watch = LinkLocalWatch(reactor, interface, self._link_local_changed)
+        self._watch_ready: Deferred[None] | None = None
         self._sfdi = sfdi
         self._https_port = https_port
         self._dcap = dcap_path
@@ -89,13 +79,14 @@ class PortNetwork(Service):
         await deferToThread(add_address, self.interface, self.addressing.address)
         self.advertiser = RouterAdvertiser(
             self.reactor, self.interface, RAContent(prefix=self.addressing.prefix),
-            RATiming(max_interval=self.settings["ra_interval_s"]))
-        self.advertiser.start()
-        addresses = [str(self.addressing.address.ip)]
-        addresses += await deferToThread(link_local_addresses, self.interface)
+            RATiming(max_interval=self.settings["ra_interval_s"]), watch=False)
+        self.advertiser.start()  # RAs wait for the link-local address the watch reports
+        self._watch_ready = Deferred()
+        self._watch.start()
+        await self._watch_ready  # the current addresses have been read (a netlink dump)
         if self.settings["mdns"]:
             self.announcer = EVSEAnnouncer(
-                self.reactor, interface=self.interface, addresses=addresses,
+                self.reactor, interface=self.interface, addresses=self._mdns_addresses(),
                 sfdi=self._sfdi, port=self._https_port, dcap_path=self._dcap)
             await self.announcer.start()
         self.log.info("{port}: {interface} has {address} in {prefix}; RAs every {ra:g} s at "
@@ -103,6 +94,26 @@ class PortNetwork(Service):
                       interface=self.interface, address=self.addressing.address,
                       prefix=self.addressing.prefix, ra=self.settings["ra_interval_s"],
                       mdns="; announced by mDNS" if self.announcer else "")
+
+    def _mdns_addresses(self) -> list[str]:
+        """The AAAA records: the ULA, and the link-local address once the link is up."""
+        out = [str(self.addressing.address.ip)]
+        if self.link_local is not None:
+            out.append(str(self.link_local))
+        return out
+
+    def _link_local_changed(self, address: IPv6Address | None) -> None:
+        """The watch's report: the RA source, and the mDNS addresses."""
+        self.link_local = address
+        if self._watch_ready is not None:
+            ready, self._watch_ready = self._watch_ready, None
+            ready.callback(None)
+        if self.advertiser is not None:
+            self.advertiser.link_local_changed(address)
+        if self.announcer is not None:
+            self.announcer.update_addresses(self._mdns_addresses()).addErrback(
+                lambda f: self.log.failure("{port}: mDNS address update failed", f,
+                                           port=self.port_name))
 
     def _route(self, work: Callable[[], Any]) -> Deferred[Any]:
         """Run a routing change after the ones already queued (never two at once)."""
@@ -126,6 +137,7 @@ class PortNetwork(Service):
         return ensureDeferred(self._stop())
 
     async def _stop(self) -> None:
+        self._watch.stop()
         if self.announcer is not None:
             await self.announcer.stop()
         if self.advertiser is not None:
