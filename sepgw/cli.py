@@ -173,7 +173,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     k.add_argument("--socket", type=Path, required=True,
                    help="the [operator] socket of the EVSE's or PEV's configuration")
     k.add_argument("words", nargs="+", metavar="COMMAND",
-                   help="EVSE: status | fixed-w PORT PERCENT | clear-fixed-w PORT | help; "
+                   help="EVSE: status | fixed-w PORT PERCENT | clear-fixed-w PORT | "
+                        "clear-fault PORT | help; "
                         "PEV: status | sleep | wake | help")
     try:
         args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ Every kind of plugin is a pair of zope Interfaces:
   ``description``, declares its configuration keys and builds the component;
 * the *component* it builds, which provides the interface of its kind (:class:`ITransport`,
   :class:`IContactor`, :class:`IMeter`, :class:`IInverter`, :class:`IAuthorizationPolicy`,
-  :class:`IUplink`).
+  :class:`IUplink`); a contactor with an auxiliary contact also :class:`IContactorFeedback`.
 
 Components are started and stopped by the service tree (see :mod:`sepgw.service`) through the
 common :class:`IComponent` methods. Nothing here does I/O.
@@ -98,10 +98,13 @@ class IContactor(IComponent):
     """The switch between the port and the vehicle.
 
     Contract: while ``allowed`` is False the contactor never closes, whoever asks; setting
-    ``allowed`` to False opens it at once.
+    ``allowed`` to False opens it at once. A driver that can sense the contacts' actual
+    position (auxiliary contact) also provides :class:`IContactorFeedback`; without it the
+    gatekeeper verifies every open on the port's meter.
     """
 
-    state = Attribute("The confirmed ContactorState.")
+    state = Attribute("The ContactorState as the driver knows it: the sensed position when it "
+                      "has feedback, else the commanded one once the coil has switched.")
     allowed = Attribute("Whether closing is currently allowed (bool).")
 
     def set_allowed(allowed: bool) -> None:
@@ -112,6 +115,18 @@ class IContactor(IComponent):
 
     def open() -> Any:
         """Open; Deferred fires with the confirmed state."""
+
+
+class IContactorFeedback(Interface):
+    """Optional, next to :class:`IContactor`: the contacts' actual position, as sensed by an
+    auxiliary (mirror) contact. The gatekeeper reads ``sensed`` when it commands an open, on
+    every meter sample and at the open deadline, so reading it must be cheap and do no I/O
+    (keep the latest reading of the auxiliary input)."""
+
+    feedback = Attribute("True while the auxiliary contact is wired and read (bool); False "
+                         "when this unit has none, and the meter is used instead.")
+    sensed = Attribute("The contacts' position as the auxiliary contact reports it now "
+                       "(ContactorState; unknown when it cannot tell).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,6 +249,11 @@ KIND_INTERFACES: dict[PluginKind, type[Interface]] = {
     PluginKind.uplink: IUplink,
 }
 """The interface a component of each kind must provide."""
+
+OPTIONAL_INTERFACES: dict[PluginKind, tuple[type[Interface], ...]] = {
+    PluginKind.contactor: (IContactorFeedback,),
+}
+"""Interfaces a component of a kind may also declare; verified when it does."""
 
 
 @dataclass

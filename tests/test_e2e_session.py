@@ -75,8 +75,9 @@ class SimulatedLinkTests(SynchronousTestCase):
         gatekeeper, and the contactor stays open. V2G-4.8.1.2-1 V2G-4.8.1.2-2"""
         evse, pev, sock, _ = self.start("--misbehave", "discharge_before_authorization,"
                                         "skip_responses")
-        evse.wait_for(r"contactor opened: discharging \d+ W without authorization",
+        evse.wait_for(r"contactor open commanded: discharging \d+ W without authorization",
                       timeout=30)
+        evse.wait_for(r"port1: contactor opened \(confirmed by the auxiliary contact")
         pev.wait_for(r"grid lost")
         status = ctl(sock, "status")["ports"][0]
         self.assertEqual(status["contactor"], "open")

@@ -59,7 +59,9 @@ def build(kind: str, name: str, clock: Clock, **options: Any) -> Any:
 class Site:
     """An EVSE with ``ports`` ports, their controllers, contactors and meters."""
 
-    def __init__(self, ports: int = 1, site_max_w: float | None = None) -> None:
+    def __init__(self, ports: int = 1, site_max_w: float | None = None,
+                 contactor: dict[str, Any] | None = None,
+                 safety: dict[str, Any] | None = None) -> None:
         config = load(ETC / "sepgw.toml", "evse")
         self.clock = Clock()
         self.clock.advance(T0)
@@ -74,14 +76,16 @@ class Site:
             mrid=lambda: next(counter).to_bytes(16, "big"))
         self.policy = FakePolicy()
         self.coordinator = SiteCoordinator(site["max_w"])
-        self.contactors = [build("contactor", "simulated", self.clock) for _ in range(ports)]
+        self.contactors = [build("contactor", "simulated", self.clock, **(contactor or {}))
+                           for _ in range(ports)]
         self.meters = [build("meter", "simulated", self.clock, interval=0.1)
                        for _ in range(ports)]
         self.ports = []
         for i in range(ports):
             port = PortController(
                 index=i, name=f"port{i + 1}", clock=self.clock, resources=self.resources,
-                contactor=self.contactors[i], policy=self.policy, site=site, safety=SAFETY,
+                contactor=self.contactors[i], policy=self.policy, site=site,
+                safety={**SAFETY, **(safety or {})},
                 meter_timeout=0.5, coordinator=self.coordinator)
             self.meters[i].add_listener(port)
             self.meters[i].start()
@@ -120,7 +124,7 @@ class Site:
 
     def run(self, seconds: float, beat: bool = True, i: int = 0) -> None:
         """Advance the clock, the PEV sending its heartbeat every second if ``beat``."""
-        for _ in range(int(seconds * 10)):
+        for _ in range(round(seconds * 10)):
             self.clock.advance(0.1)
             if beat and round(self.clock.seconds() * 10) % 10 == 0:
                 self.heartbeat(i)

@@ -21,6 +21,7 @@ from sepgw.interfaces import (
     ContactorRefused,
     ContactorState,
     IContactor,
+    IContactorFeedback,
     IInverter,
     ILinkListener,
     IMeter,
@@ -103,8 +104,8 @@ class InterfaceTests(SynchronousTestCase):
         _, problems = factory.options.validate({"delay": 11, "stuk": True})
         self.assertEqual(sorted(str(p) for p in problems), [
             "delay: 11.0 is above the maximum 10",
-            "stuk: unknown key (did you mean 'stuck'?); allowed keys: control, delay, link, "
-            "period, stuck",
+            "stuk: unknown key (did you mean 'stuck'?); allowed keys: control, delay, feedback, "
+            "link, period, stuck",
         ])
 
 
@@ -230,6 +231,42 @@ class SimulatedContactorTests(SynchronousTestCase):
         self.contactor.set_stuck(False)
         self.assertEqual(self.contactor.state, ContactorState.open)
         self.assertEqual(self.changes, [ContactorState.closed, ContactorState.open])
+
+    def test_auxiliary_contact_senses_welded_contacts(self) -> None:
+        """By default the simulated contactor has an auxiliary contact (IContactorFeedback):
+        ``sensed`` follows the physical contacts, so stuck contacts read closed after an
+        open command, and open once freed."""
+        self.assertTrue(verifyObject(IContactorFeedback, self.contactor))
+        self.assertTrue(self.contactor.feedback)
+        self.assertEqual(self.contactor.sensed, ContactorState.open)
+        self.contactor.set_allowed(True)
+        self.contactor.close()
+        self.clock.advance(0.5)
+        self.assertEqual(self.contactor.sensed, ContactorState.closed)
+        self.contactor.set_stuck(True)
+        self.contactor.set_allowed(False)
+        self.assertEqual((self.contactor.sensed, self.contactor.contacts),
+                         (ContactorState.closed, ContactorState.closed))
+        self.contactor.set_stuck(False)
+        self.assertEqual(self.contactor.sensed, ContactorState.open)
+
+    def test_without_feedback_state_is_the_command(self) -> None:
+        """With ``feedback = false`` there is no auxiliary contact: ``sensed`` is unknown and
+        ``state`` is the commanded position, so a welded unit reports open while its
+        contacts (and the link) stay closed, as a real driver without feedback would."""
+        clock = Clock()
+        contactor = build(self, "contactor", "simulated",
+                          {"stuck": True, "delay": 0.1, "feedback": False}, clock)
+        self.assertFalse(contactor.feedback)
+        self.assertEqual(contactor.sensed, ContactorState.unknown)
+        contactor.set_allowed(True)
+        contactor.close()
+        clock.advance(0.1)
+        self.assertEqual(contactor.state, ContactorState.closed)
+        contactor.set_allowed(False)
+        self.assertEqual(contactor.state, ContactorState.open)
+        self.assertEqual(contactor.contacts, ContactorState.closed)
+        self.assertEqual(contactor.sensed, ContactorState.unknown)
 
 
 class SimulatedMeterTests(SynchronousTestCase):

@@ -281,6 +281,10 @@ SAFETY = Section(
         "meter_timeout_s": Key("float", None, doc="A meter silent this long opens the "
                                "contactor; default 3 x the meter's interval (at least "
                                "0.5 s).", min=0.05, max=600),
+        "open_deadline_s": Key("float", 1.0, doc="Time an open of the contactor has to be "
+                               "confirmed (auxiliary contact, else no current on the meter); "
+                               "past it the port latches a contactor fault (welded) until "
+                               "`sepgw ctl clear-fault`.", min=0.05, max=10),
         "reevaluate_s": Key("float", 5.0, doc="How often a PEV that is not authorized is "
                             "evaluated again (e.g. after the approved list changed); 0 "
                             "turns it off.", min=0, max=3600),

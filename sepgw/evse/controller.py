@@ -5,6 +5,7 @@ A :class:`PortController` follows one port's PEV through its session::
     idle ─link up─▶ linked ─TLS identity─▶ exchanging ─facts complete─▶ not_authorized
          ◀─link down (from any state)─      authorized ◀──policy grants──┘   ▲
                                             sleeping (inverterStatus 2) ─────┘
+    fault (contactor failed to open; from any state, until an operator clears it)
 
 It feeds the authorization policy, the heartbeat monitor and the gatekeeper, and drives
 DefaultDERControl:opModEnergize and the contactor from their verdicts. It does no I/O of
@@ -26,7 +27,7 @@ from typing import Any, Mapping, Sequence
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.evse.gatekeeper import Gatekeeper
+from sepgw.evse.gatekeeper import OPEN_DEADLINE_S, Gatekeeper
 from sepgw.evse.heartbeat import HeartbeatMonitor
 from sepgw.evse.policy_facts import PolicyFacts
 from sepgw.evse.sessions import PEVSession
@@ -56,6 +57,7 @@ class PortState(str, enum.Enum):
     not_authorized = "not authorized"
     authorized = "authorized"
     sleeping = "sleeping"
+    fault = "contactor fault"
 
 
 REQUIRED_FACTS = ("di", "dercap", "ders", "dera", "ps", "dstat")
@@ -99,11 +101,13 @@ class PortController:
             clock, contactor, port=name, on_revoke=self._gatekeeper_revoked,
             meter_timeout=meter_timeout,
             discharge_threshold_w=safety["discharge_threshold_w"],
-            limit_tolerance_pct=safety["limit_tolerance_pct"])
+            limit_tolerance_pct=safety["limit_tolerance_pct"],
+            open_deadline_s=safety.get("open_deadline_s") or OPEN_DEADLINE_S)
         self._reevaluate_s = safety["reevaluate_s"]
         self.authorization_observers: list[Any] = []
         """Called with the new authorization (bool) whenever it changes."""
         self._recheck: Any = None
+        self._granted_max_w: float | None = None
         resources.attach_observers.append(self._attached)
         resources.detach_observers.append(self._detached)
         if coordinator is not None:
@@ -113,7 +117,7 @@ class PortController:
 
     def start(self) -> None:
         self.gatekeeper.start()
-        self._update_contactor()
+        self._update_contactor("port start")
 
     def stop(self) -> None:
         """Service stop: revoke, forbid and open the contactor, stop every timer."""
@@ -141,7 +145,7 @@ class PortController:
         self.gatekeeper.meter_sample(sample)
         if self.gatekeeper.may_close and self.contactor.state is not ContactorState.closed \
                 and self.session is not None and not self.contactor.allowed:
-            self._update_contactor()  # the meter recovered
+            self._update_contactor("meter recovered")
 
     def meter_error(self, reason: str) -> None:
         self.gatekeeper.meter_error(reason)
@@ -223,19 +227,32 @@ class PortController:
             responses={k: frozenset(v) for k, v in responses.items()})
 
     def pev_max_w(self) -> float | None:
-        """The most the PEV says it may discharge: its DERSettings setMaxDischargeRateW,
-        else setMaxW."""
+        """The most the PEV says it may discharge: its DERSettings setMaxDischargeRateW when
+        it has one (0 is a value: no discharge), else setMaxW; None without DERSettings."""
         s = self.session
         stored = s.written.get("ders") if s is not None else None
         if stored is None:
             return None
         settings = stored.resource
-        return _real(settings.setMaxDischargeRateW) or _real(settings.setMaxW)
+        discharge = _real(settings.setMaxDischargeRateW)
+        return discharge if discharge is not None else _real(settings.setMaxW)
+
+    def clear_fault(self) -> str:
+        """The operator clears a contactor fault (only with the contacts sensed open, else
+        :class:`sepgw.evse.gatekeeper.FaultNotCleared`); the port is evaluated again."""
+        how = self.gatekeeper.clear_fault()
+        self._evaluate("operator cleared the contactor fault")
+        return how
 
     def _evaluate(self, why: str) -> None:
         reasons: list[str] = []
         s = self.session
-        if not self.link:
+        if self.gatekeeper.contactor_fault:
+            # The policy is not consulted: nothing is granted until an operator clears it.
+            reasons.append(f"contactor {self.gatekeeper.contactor_status()}: "
+                           f"{self.gatekeeper.contactor_fault} (sepgw ctl clear-fault "
+                           f"{self.name})")
+        elif not self.link:
             reasons.append("no PEV on the link")
         elif s is None:
             reasons.append("PEV not connected over 2030.5")
@@ -273,14 +290,22 @@ class PortController:
         self.reasons = reasons
         if self.session is not None:
             self.resources.set_energize(self.session, granted)
+        pev_max_w = self.pev_max_w()
         if changed:
-            self.gatekeeper.set_authorized(granted, self.pev_max_w())
+            self.gatekeeper.set_authorized(granted, pev_max_w)
             if self.coordinator is not None:
                 self.coordinator.rebalance()
             for observer in list(self.authorization_observers):
                 observer(granted)
+        elif granted and pev_max_w != self._granted_max_w:
+            # New DERSettings while authorized: the limit follows them.
+            if self.coordinator is not None:
+                self.coordinator.rebalance()
+            else:
+                self.gatekeeper.set_limit(pev_max_w)
+        self._granted_max_w = pev_max_w if granted else None
         self._schedule_recheck()
-        self._update_contactor()
+        self._update_contactor(why)
         self._transition(why)
 
     def _schedule_recheck(self) -> None:
@@ -296,6 +321,8 @@ class PortController:
         self._recheck = None
 
     def _state(self) -> PortState:
+        if self.gatekeeper.contactor_fault:
+            return PortState.fault
         if not self.link:
             return PortState.idle
         if self.session is None:
@@ -319,12 +346,13 @@ class PortController:
                       detail="" if self.granted or not self.reasons
                       else "; not authorized because: " + "; ".join(self.reasons))
 
-    def _update_contactor(self) -> None:
-        """Close while a PEV is connected and the gatekeeper allows; open otherwise."""
+    def _update_contactor(self, why: str) -> None:
+        """Close while a PEV is connected and the gatekeeper allows; open otherwise (the
+        gatekeeper commands and verifies the open)."""
         want = self.gatekeeper.may_close and self.session is not None
         try:
             if not want:
-                self.contactor.set_allowed(False)
+                self.gatekeeper.forbid(why)
                 return
             self.contactor.set_allowed(True)
             if self.contactor.state is not ContactorState.closed:
@@ -370,7 +398,7 @@ class SiteCoordinator:
 
     def rebalance(self) -> None:
         authorized = [p for p in self.ports if p.granted and p.session is not None]
-        wants = {p.name: p.pev_max_w() or self.site_max_w for p in authorized}
+        wants = {p.name: _or_site(p.pev_max_w(), self.site_max_w) for p in authorized}
         self.allocation = share(self.site_max_w, wants)
         for port in self.ports:
             session = port.session
@@ -384,7 +412,8 @@ class SiteCoordinator:
             pev_max = wants[port.name]
             # opModMaxLimW: hundredths of a percent of the PEV's setMaxW, rounded down so
             # that the sum stays within the site limit.
-            value = min(10000, math.floor(allowed / pev_max * 10000))
+            value = (min(10000, math.floor(allowed / pev_max * 10000)) if pev_max > 0
+                     else 0)
             port.resources.set_control(session, SHARE_KEY, "opModMaxLimW", value,
                                        "Site share")
             port.gatekeeper.set_limit(pev_max * value / 10000)
@@ -392,6 +421,11 @@ class SiteCoordinator:
             self.log.info("Site limit {site:g} W shared: {shares}", site=self.site_max_w,
                           shares=", ".join(f"{k} {v:.0f} W" for k, v in
                                            sorted(self.allocation.items())))
+
+
+def _or_site(pev_max_w: float | None, site_max_w: float) -> float:
+    """What a PEV may want of the site: its own limit (even 0), the site's without one."""
+    return site_max_w if pev_max_w is None else max(0.0, pev_max_w)
 
 
 def share(site_max_w: float, wants: Mapping[str, float]) -> dict[str, float]:

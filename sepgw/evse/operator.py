@@ -4,10 +4,13 @@
 JSON object per line):
 
 ``status``                   every port: state, PEV, authorization and its reasons,
-                             contactor, last meter sample
+                             contactor (commanded, sensed, fault), last meter sample and
+                             its age, meter fault
 ``fixed-w PORT PERCENT``     coordinated charging/discharging (4.8.2): a DERControl
                              opModFixedW, positive = the PEV discharges
 ``clear-fixed-w PORT``       withdraw it
+``clear-fault PORT``         clear a contactor fault (failure to open, welded contacts);
+                             refused while the contacts are not sensed open
 ``help``                     the commands
 
 Only local users who can open the socket (mode 0600 by default) can send commands.
@@ -24,23 +27,31 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 from sepgw.evse.controller import PortController
 
-HELP = ["status", "fixed-w PORT PERCENT", "clear-fixed-w PORT", "help"]
+HELP = ["status", "fixed-w PORT PERCENT", "clear-fixed-w PORT", "clear-fault PORT", "help"]
 
 
 def port_status(port: PortController) -> dict[str, Any]:
     """What the operator sees of one port."""
-    sample = port.gatekeeper.last_sample
+    gk = port.gatekeeper
+    sample = gk.last_sample
     session = port.session
+    sensed = gk.sensed
+    age = gk.meter_age()
     return {
         "port": port.name, "state": port.state.value,
         "lfdi": session.lfdi if session else None,
         "authorized": port.granted, "reasons": list(port.reasons),
-        "contactor": port.contactor.state.value,
+        "contactor": gk.contactor_status(),
         "contactor_allowed": bool(port.contactor.allowed),
+        "contactor_sensed": None if sensed is None else sensed.value,
+        "contactor_feedback": gk.feedback,
+        "contactor_fault": gk.contactor_fault,
         "meter": None if sample is None else {
             "w": sample.active_power_w, "var": sample.reactive_power_var,
-            "v": sample.voltage_v, "hz": sample.frequency_hz},
-        "violation": port.gatekeeper.violation or port.gatekeeper.revocation,
+            "v": sample.voltage_v, "hz": sample.frequency_hz,
+            "age_s": None if age is None else round(age, 3)},
+        "meter_fault": gk.meter_fault,
+        "violation": gk.contactor_fault or gk.violation or gk.revocation,
     }
 
 
@@ -84,6 +95,15 @@ class OperatorProtocol(LineOnlyReceiver):
         if cmd == "clear-fixed-w" and len(args) == 1:
             self._port(args[0]).clear_fixed_w()
             return {"ok": True}
+        if cmd == "clear-fault" and len(args) == 1:
+            port = self._port(args[0])
+            try:
+                how = port.clear_fault()
+            except ValueError as e:
+                self.log.warn("operator: clear-fault {port} refused: {error}", port=args[0],
+                              error=e)
+                raise
+            return {"ok": True, "cleared": how}
         if cmd == "help":
             return {"commands": HELP}
         raise ValueError(f"unknown command {' '.join(words)!r}; commands: {'; '.join(HELP)}")

@@ -8,7 +8,7 @@ from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
 from sepgw.config import ResolvedPlugin
-from sepgw.interfaces import KIND_INTERFACES, BuildContext
+from sepgw.interfaces import KIND_INTERFACES, OPTIONAL_INTERFACES, BuildContext
 
 
 class ComponentError(Exception):
@@ -23,11 +23,13 @@ def build_component(plugin: ResolvedPlugin, context: BuildContext) -> Any:
         component = info.factory.build(plugin.options, context)
     except Exception as e:
         raise ComponentError(f"{where} failed to build: {type(e).__name__}: {e}") from e
-    interface = KIND_INTERFACES[info.kind]
-    try:
-        verifyObject(interface, component)
-    except Invalid as e:
-        detail = " ".join(str(e).split())
-        raise ComponentError(f"{where} built {component!r}, which does not provide "
-                             f"{interface.__name__}: {detail}") from e
+    interfaces = [KIND_INTERFACES[info.kind]] + [
+        extra for extra in OPTIONAL_INTERFACES.get(info.kind, ()) if extra.providedBy(component)]
+    for interface in interfaces:
+        try:
+            verifyObject(interface, component)
+        except Invalid as e:
+            detail = " ".join(str(e).split())
+            raise ComponentError(f"{where} built {component!r}, which does not provide "
+                                 f"{interface.__name__}: {detail}") from e
     return component
