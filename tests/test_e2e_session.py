@@ -102,3 +102,21 @@ class SimulatedLinkTests(SynchronousTestCase):
         self.assertFalse(ctl(pev_sock, "status")["sleeping"])
         self.assertEqual(evse.terminate(), -signal.SIGTERM, evse.output)
         pev.terminate()
+
+    def test_pev_stops_quickly_when_evse_is_gone(self) -> None:
+        """An authorized, subscribed PEV whose EVSE stops answering (the EVSE process frozen:
+        connections stay open, nothing answers, as after an unplug without RST) exits within
+        a few seconds of SIGTERM, logging what it abandons."""
+        evse, pev, _, _ = self.start()
+        evse.wait_for(r"port1: not authorized -> authorized", timeout=30)
+        pev.wait_for(r"opModEnergize True")
+        evse.popen.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: evse.popen.poll() is None
+                        and evse.popen.send_signal(signal.SIGCONT))
+        time.sleep(1.5)  # a real-time pause: heartbeats go unanswered meanwhile
+        began = time.monotonic()
+        self.assertEqual(pev.terminate(timeout=15), -signal.SIGTERM, pev.output)
+        self.assertLess(time.monotonic() - began, 6.0, pev.output)
+        self.assertIn("Stopping: ", pev.output)
+        self.assertNotIn("Traceback", pev.output)
+        evse.popen.send_signal(signal.SIGCONT)

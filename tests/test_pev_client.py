@@ -211,8 +211,9 @@ class SequenceTests(SynchronousTestCase):
         self.assertIn("alarmStatus 00 (cleared)", names)
 
     def test_readings_in_der_frame(self) -> None:
-        """Discharging shows as positive active power in the posted reading, with
-        flowDirection 1 (to the grid) in its ReadingType. V2G-4.7.2-29 V2G-4.7.2-30"""
+        """Discharging shows as positive active power in the posted reading (DER reference
+        frame), with flowDirection 19 (reverse) in its ReadingType as normative Table 6 has
+        it (the section 5 example's 1 is wrong). V2G-4.7.2-29 V2G-4.7.2-30 V2G-4.7.2-27"""
         self.w.inverter.power_w = 3000.0
         self.w.run(15.1)
         session = self.w.resources.sessions[0]
@@ -220,7 +221,7 @@ class SequenceTests(SynchronousTestCase):
         watts = next(m for m in session.mirror.meters.values()
                      if int(m.reading.ReadingType.uom) == 38)
         self.assertEqual(watts.history[-1][1].value, 3000)
-        self.assertEqual(int(watts.reading.ReadingType.flowDirection), 1)
+        self.assertEqual(int(watts.reading.ReadingType.flowDirection), 19)
 
     def test_follows_post_rate_changes(self) -> None:
         """The PEV polls its EndDevice and MirrorUsagePoint at the lists' pollRate and

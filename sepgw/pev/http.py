@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import urljoin
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks, succeed
 from twisted.internet.interfaces import IConsumer
-from twisted.web.client import readBody
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseFailed, ResponseNeverReceived, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
@@ -58,11 +59,46 @@ class _Bytes:
 
 
 class SEPClient:
-    """Requests to one 2030.5 server at ``base`` (``https://host:port``)."""
+    """Requests to one 2030.5 server at ``base`` (``https://host:port``).
 
-    def __init__(self, agent: Any, base: str) -> None:
+    With ``clock`` and ``timeout_s``, a request with no complete answer within ``timeout_s``
+    seconds is cancelled and fails with :class:`SEPError`. Requests in flight can be
+    cancelled all at once (:meth:`cancel_all`, when the PEV stops)."""
+
+    def __init__(self, agent: Any, base: str, clock: Any = None,
+                 timeout_s: float | None = None) -> None:
         self.agent = agent
         self.base = base.rstrip("/")
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self._in_flight: dict[Deferred[Any], str] = {}
+
+    def cancel_all(self) -> list[str]:
+        """Cancel every request still waiting for the server; return ``"METHOD url"`` of
+        each (they fail with :class:`SEPError`)."""
+        pending = list(self._in_flight.items())
+        self._in_flight.clear()
+        for d, _ in pending:
+            d.cancel()
+        return [what for _, what in pending]
+
+    def _exchange(self, method: str, url: str, headers: Headers,
+                  body: bytes | None) -> Deferred[Any]:
+        """The request and its whole body as one cancellable Deferred of
+        ``(response, body)``, tracked while in flight, bounded by ``timeout_s``."""
+        d = self.agent.request(method.encode("ascii"), url.encode("ascii"), headers,
+                               _Bytes(body) if body is not None else None)
+        d.addCallback(lambda response: readBody(response).addCallback(
+            lambda data: (response, data)))
+        d.addErrback(_cancelled)
+        if self.clock is not None and self.timeout_s is not None:
+            d.addTimeout(self.timeout_s, self.clock)
+        self._in_flight[d] = f"{method} {url}"
+
+        def done(result: Any) -> Any:
+            self._in_flight.pop(d, None)
+            return result
+        return d.addBoth(done)
 
     def url(self, href: str) -> str:
         return urljoin(self.base + "/", href)
@@ -76,10 +112,7 @@ class SEPClient:
         if body is not None:
             headers.setRawHeaders(b"Content-Type", [_MEDIA])
         try:
-            response = yield self.agent.request(method.encode("ascii"), url.encode("ascii"),
-                                                headers, _Bytes(body) if body is not None
-                                                else None)
-            data = yield readBody(response)
+            response, data = yield self._exchange(method, url, headers, body)
         except Exception as e:
             raise SEPError(method, url, f"{type(e).__name__}: {e}") from e
         return response.code, response.headers, data
@@ -121,6 +154,16 @@ class SEPClient:
         if status not in (200, 204):
             raise SEPError("DELETE", self.url(href), _reason(status, data), status)
         return status
+
+
+def _cancelled(failure: Failure) -> Failure:
+    """A request cancelled while in flight fails as plain CancelledError, whatever layer of
+    the Agent noticed (ResponseNeverReceived, ResponseFailed wrap it)."""
+    reasons = getattr(failure.value, "reasons", None) or []
+    if failure.check(ResponseNeverReceived, ResponseFailed) and any(
+            r.check(CancelledError) for r in reasons):
+        return Failure(CancelledError("cancelled before the server answered"))
+    return failure
 
 
 def _reason(status: int, data: bytes) -> str:

@@ -22,7 +22,10 @@ or the configured URL) is known in advance. The sequence:
    and of the FunctionSetAssignmentsList at its pollRate, each only while it has no working
    subscription (V2G-4.1.4-4), a slow safety check of the subscriptions, PEVInfo and
    DERAvailability at the EndDevice postRate, readings at the MirrorUsagePoint postRate,
-   the EndDevice and MirrorUsagePoint polled at their lists' pollRate for postRate changes.
+   the EndDevice and MirrorUsagePoint polled at their lists' pollRate for postRate changes,
+   the Time resource at its pollRate (a moved server clock re-times the events).
+
+:meth:`J3072Client.close` ends the session in bounded time whatever the EVSE does.
 
 A TLS failure, a refused certificate or a missing EndDevice stops the sequence: the PEV
 reverts to "non-J3072 mode" (V2G-4.5.2-4, V2G-4.5.3-4).
@@ -33,14 +36,15 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Mapping
 
-from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from sepgw.events import EventEngine
+from sepgw.events import EventEngine, control_response
 from sepgw.model import (
     DERControlList,
     DERCurve,
+    DERProgram,
     DERList,
     DERProgramList,
     DERSettings,
@@ -52,7 +56,8 @@ from sepgw.model import (
     MirrorUsagePoint,
     MirrorUsagePointList,
     Notification,
-    Response,
+    OperationalModeStatus,
+    ResponseStatus,
     SelfDevice,
     Subscription,
     SubscriptionEncoding,
@@ -78,6 +83,15 @@ CURVE_OPMODS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opMod
                 "opModWattVar")
 PAGE = 50
 SUBSCRIPTION_LIMIT = 50
+REQUEST_TIMEOUT_S = 10.0
+"""A request with no complete answer within this is cancelled and fails (SEPClient)."""
+TIME_POLL_S = 900
+"""Time pollRate when the Time resource gives none (the 2030.5 default)."""
+CLOSE_BUDGET_S = 3.0
+"""How long :meth:`J3072Client.close` may spend removing subscriptions when the PEV stops."""
+TIME_JITTER_S = 1.0
+"""Time resource readings within this of the offset in use are the same time base
+(TimeType has whole seconds): the offset is kept and the event schedule left alone."""
 """Subscription ``limit``: list entries embedded in a notification; more are fetched."""
 SAFETY_POLL_S = 30.0
 """How often subscriptions are checked (GET of each Location) and their resources re-read."""
@@ -113,11 +127,12 @@ class J3072Client:
         self.report.evse = http.base
         self._mrid = mrid
         self.offset = 0.0
+        self._time_read = False
         self.state = "starting"
         self.links: dict[str, str] = {}
         self.rates = {"edev_post": DEFAULT_RATE, "mup_post": DEFAULT_RATE,
                       "edev_poll": DEFAULT_RATE, "mup_poll": DEFAULT_RATE,
-                      "derp_poll": DEFAULT_RATE}
+                      "derp_poll": DEFAULT_RATE, "time_poll": TIME_POLL_S}
         self.site: DERSettings | None = None
         self.energize = False
         self.effective: dict[str, Any] = {}
@@ -149,6 +164,11 @@ class J3072Client:
         """Notifications accepted."""
         self._no_subscription_list = False
         self._via = "event schedule"
+        self.program: DERProgram | None = None
+        self._retired: set[str] = set()
+        """hrefs of DERPrograms replaced by another: removed from the engine at the next feed."""
+        self.closing = False
+        self._opmode: tuple[int, int] | None = None
 
     # -- time --------------------------------------------------------------------------
 
@@ -172,7 +192,11 @@ class J3072Client:
             await self.step3()
             await self.metrology()
         except (SEPError, NonJ3072) as e:
+            if self.closing:
+                return
             self.non_j3072(str(e))
+            return
+        if self.closing:
             return
         self.state = "periodic"
         self._apply_inverter()  # an authorization granted during the sequence takes effect
@@ -226,8 +250,23 @@ class J3072Client:
                                                 "V2G-4.1.1-5", "V2G-4.1.1-7"), work())
 
     async def read_time(self, href: str) -> None:
+        """Read the server's Time; when the offset to it changed, re-time the scheduled
+        events on the new time base (V2G-4.5.3.5-3, 2030.5 §10.2.3)."""
         time = await self.http.get(href, Time)
-        self.offset = time.currentTime - self.clock.seconds()
+        self.links["time"] = href
+        self.rates["time_poll"] = time.pollRate or TIME_POLL_S
+        offset = time.currentTime - self.clock.seconds()
+        if self._time_read and abs(offset - self.offset) < TIME_JITTER_S:
+            return
+        changed = self._time_read
+        self._time_read = True
+        old, self.offset = self.offset, offset
+        if changed:
+            self.log.info("Server time base moved by {delta:.1f} s: events re-timed",
+                          delta=offset - old)
+            self.report.record(f"server time base moved by {offset - old:+.1f} s: events "
+                               "re-timed", True, href, "V2G-4.5.3.5-3", "V2G-4.7.1-3")
+            self.engine.resync()
 
     async def find_end_device(self, href: str) -> EndDevice:
         """Walk the EndDeviceList (with paging) for the EndDevice with this PEV's LFDI."""
@@ -314,6 +353,9 @@ class J3072Client:
             fsas = await self.http.get(self.links["FunctionSetAssignmentsListLink"],
                                        FunctionSetAssignmentsList, "?s=0&l=1")
         if not fsas.FunctionSetAssignments:
+            if self.program is not None:  # after step 3: the program is no longer assigned
+                self._drop_program("the FunctionSetAssignmentsList is empty")
+                return
             raise NonJ3072("no FunctionSetAssignments")
         fsa = fsas.FunctionSetAssignments[0]
         if fsa.TimeLink is not None:
@@ -330,14 +372,25 @@ class J3072Client:
             programs = await self.http.get(self.links["DERProgramListLink"], DERProgramList,
                                            "?s=0&l=1")
         if not programs.DERProgram:
+            if self.program is not None:
+                self._drop_program("the DERProgramList is empty")
+                return
             raise NonJ3072("the DERProgramList is empty")
         self._follow_poll_rate(programs)
         program = programs.DERProgram[0]
         if program.DefaultDERControlLink is None or program.DERControlListLink is None:
             raise NonJ3072("the DERProgram lacks DefaultDERControl or DERControlList links")
+        old = self.program
+        if old is not None and (old.href or "") != (program.href or ""):
+            # The old program's events leave force once the new program is fed (no gap in
+            # the DefaultDERControl, so no spurious revocation).
+            self._retired.add(old.href or "")
         self.program = program
-        self.links["dderc"] = program.DefaultDERControlLink.href
-        self.links["derc"] = program.DERControlListLink.href
+        for key, link in (("dderc", program.DefaultDERControlLink),
+                          ("derc", program.DERControlListLink)):
+            if self.links.get(key) != link.href:
+                self._forget_subscription(self.links.get(key))
+            self.links[key] = link.href
         await self.subscribe("dderc")
         await self.subscribe("derc")
         await self.poll_controls()
@@ -354,8 +407,14 @@ class J3072Client:
         re-read everything when the program (or its links) changed."""
         self._follow_poll_rate(programs)
         if not programs.DERProgram:
+            if self.program is not None:
+                self._drop_program(f"the DERProgramList {self.links['DERProgramListLink']} "
+                                   "is empty")
             return
         new, old = programs.DERProgram[0], self.program
+        if old is None:
+            await self.read_program(programs)
+            return
 
         def key(p: Any) -> tuple[Any, ...]:
             return (p.href, p.primacy, p.DefaultDERControlLink and p.DefaultDERControlLink.href,
@@ -371,6 +430,8 @@ class J3072Client:
         """GET the DefaultDERControl and/or every DERControl and hand them to the engine."""
         async def work() -> None:
             program = self.program
+            if program is None:
+                return  # no program assigned: nothing to poll
             assert program.DefaultDERControlLink is not None  # checked in read_program
             assert program.DERControlListLink is not None
             if default or self._default is None:
@@ -394,8 +455,11 @@ class J3072Client:
                 return controls
 
     async def _feed(self, via: str) -> None:
-        """Fetch the curves the controls reference, then update the event engine."""
+        """Fetch the curves the controls reference, then update the event engine; a
+        program replaced by this one is then removed (its events Cancelled)."""
         program = self.program
+        if program is None:
+            return
         for control in self._controls:
             for name in CURVE_OPMODS:
                 link = getattr(control.DERControlBase, name)
@@ -405,6 +469,33 @@ class J3072Client:
         try:
             self.engine.update_program(program.href or "", program.primacy, self._default,
                                        self._controls)
+            for href in sorted(self._retired - {program.href or ""}):
+                self.log.info("DERProgram {href} replaced: its events end", href=href)
+                self.engine.remove_program(href)
+            self._retired.clear()
+        finally:
+            self._via = "event schedule"
+
+    def _drop_program(self, why: str) -> None:
+        """No DERProgram is assigned any more: its events and DefaultDERControl leave force
+        (the engine Cancels them), so nothing it granted, opModEnergize included, stands."""
+        program = self.program
+        if program is None:
+            return
+        self.program = None
+        self._default = None
+        self._controls = []
+        for key in ("dderc", "derc"):
+            self._forget_subscription(self.links.pop(key, None))
+        self.log.warn("DERProgram {href} withdrawn ({why}): its controls no longer apply",
+                      href=program.href, why=why)
+        self.report.record("DERProgram withdrawn: its controls no longer apply", True,
+                           f"{program.href}: {why}", "V2G-4.7.1-3")
+        self._via = "program withdrawal"
+        try:
+            for href in sorted(self._retired | {program.href or ""}):
+                self.engine.remove_program(href)
+            self._retired.clear()
         finally:
             self._via = "event schedule"
 
@@ -532,6 +623,17 @@ class J3072Client:
         if default or controls:
             await self.poll_controls(default, controls, via="safety poll")
 
+    def _forget_subscription(self, href: str | None) -> None:
+        """A subscribed resource is no longer used: DELETE its subscription in the
+        background (best effort, logged)."""
+        location = self.subscriptions.pop(href, None) if href is not None else None
+        if location is None:
+            return
+        d = self.http.delete(location)
+        d.addErrback(lambda f: self.log.warn(
+            "Removing subscription {location} failed: {reason}", location=location,
+            reason=f.getErrorMessage()))
+
     async def unsubscribe(self) -> None:
         """DELETE every subscription (the PEV leaves)."""
         for href, location in list(self.subscriptions.items()):
@@ -566,12 +668,18 @@ class J3072Client:
     # -- events and the inverter --------------------------------------------------------
 
     def _respond(self, control: Any, status: int) -> None:
+        """Post a DERControlResponse to the control's replyTo (the profile's 5.7 exchange;
+        V2G-4.6.3-4, V2G-4.6.4-1: the EVSE checks the Received and Started ones)."""
         if self.behaviour.get("skip_responses") or not control.replyTo:
             return
-        response = Response(createdDateTime=self.now(), endDeviceLFDI=bytes.fromhex(self.lfdi),
-                            status=int(status), subject=bytes(control.mRID))
+        response = control_response(control, ResponseStatus(status), bytes.fromhex(self.lfdi),
+                                    self.now())
 
-        def send(_: Any) -> Deferred[Any]:
+        def send(_: Any) -> Deferred[Any] | None:
+            if self.closing:
+                self.log.warn("Stopping: Response {status} to {href} not sent",
+                              status=int(status), href=control.replyTo)
+                return None
             d = self.http.post(control.replyTo, response)
             return d.addErrback(lambda f: self.log.warn(
                 "Response {status} to {href} failed: {reason}", status=int(status),
@@ -639,6 +747,7 @@ class J3072Client:
         self._loop("readings", self.rates["mup_post"], self._post_readings)
         self._loop("rates", min(self.rates["edev_poll"], self.rates["mup_poll"]),
                    self._poll_rates)
+        self._loop("time", self.rates["time_poll"], self._poll_time)
         if self.subscriptions and self.safety_poll_s > 0:
             self._loop("verify", self.safety_poll_s, self._verify_subscriptions)
         subscribed = [TABLE4[k] for k in TABLE4 if self.subscribed(k)]
@@ -661,26 +770,59 @@ class J3072Client:
 
     def _guard(self, name: str, work: Callable[[], Any]) -> None:
         d = ensureDeferred(work())
-        d.addErrback(lambda f: self.log.warn("{name} failed: {reason}", name=name,
-                                             reason=f.getErrorMessage()))
+        d.addErrback(lambda f: None if self.closing else self.log.warn(
+            "{name} failed: {reason}", name=name, reason=f.getErrorMessage()))
 
     def stop(self) -> None:
+        """Stop the periodic operations and the event engine (no request is made)."""
         for loop in self._loops.values():
             if loop.running:
                 loop.stop()
         self._loops.clear()
         self.engine.stop()
 
-    def _der_status(self) -> Any:
-        """The heartbeat: inverterStatus and the alarms in effect (V2G-4.7.2-18/-19)."""
-        status = 2 if self.sleeping else (0 if self.may_discharge else 3)
+    async def close(self, budget_s: float = CLOSE_BUDGET_S) -> None:
+        """The PEV leaves (service stop): stop everything, cancel every request still
+        waiting for the EVSE, then DELETE the subscriptions, all at once, each bounded by
+        ``budget_s`` seconds. Whatever is abandoned is logged; this never waits longer than
+        ``budget_s`` on the clock, whether or not the EVSE answers."""
+        self.closing = True
+        self.stop()
+        for what in self.http.cancel_all():
+            self.log.warn("Stopping: abandoned {request}", request=what)
+        subscriptions, self.subscriptions = dict(self.subscriptions), {}
+
+        def failed(f: Any, location: str) -> None:
+            reason = f.getErrorMessage() or type(f.value).__name__
+            self.log.warn("Stopping: subscription {location} not removed: {reason}",
+                          location=location, reason=reason)
+        deletes = []
+        for location in subscriptions.values():
+            d = self.http.delete(location)
+            d.addTimeout(budget_s, self.clock)
+            deletes.append(d.addErrback(failed, location))
+        if deletes:
+            await DeferredList(deletes)
+
+    def _der_status(self, inverter_status: int | None = None) -> Any:
+        """The heartbeat: inverterStatus, operationalModeStatus and the alarms in effect
+        (V2G-4.7.2-1..5, V2G-4.7.2-18/-19, Table 6). ``inverter_status`` overrides the one
+        the state implies (waking posts 0, V2G-4.8.3-5)."""
+        if inverter_status is None:
+            inverter_status = 2 if self.sleeping else (0 if self.may_discharge else 3)
         reading = self.inverter.reading()
         alarms = int(getattr(reading, "alarms", 0))
         if alarms != self._alarms:
             self.report.record(f"alarmStatus {alarms:02X} ({'set' if alarms else 'cleared'})",
                                True, "", "V2G-4.7.2-18", "V2G-4.7.2-19")
             self._alarms = alarms
-        return docs.der_status(status, reading.state_of_charge_pct, self.now(), alarms)
+        now = self.now()
+        mode = int(OperationalModeStatus.OFF if self.sleeping
+                   else OperationalModeStatus.OPERATIONAL)
+        if self._opmode is None or self._opmode[0] != mode:
+            self._opmode = (mode, now)  # dateTime: when the mode began
+        return docs.der_status(inverter_status, reading.state_of_charge_pct, now, alarms,
+                               operational_mode=self._opmode[0], mode_since=self._opmode[1])
 
     async def heartbeat(self) -> None:
         """DERStatus every second; loss of communications after 10 failures (4.8.1.1)."""
@@ -717,6 +859,15 @@ class J3072Client:
         default, controls = not self.subscribed("dderc"), not self.subscribed("derc")
         if default or controls:
             await self.poll_controls(default, controls)
+
+    async def _poll_time(self) -> None:
+        """Read the Time resource again at its pollRate: a moved server clock re-times the
+        scheduled events (V2G-4.5.3.5-3)."""
+        if self.sleeping:
+            return
+        await self.read_time(self.links["time"])
+        if self._loops["time"].interval != self.rates["time_poll"]:
+            self._loop("time", self.rates["time_poll"], self._poll_time)
 
     async def _post_status(self) -> None:
         if self.sleeping:
@@ -778,7 +929,6 @@ class J3072Client:
         """Re-acquire the management information, then post inverterStatus 0 (4.8.3)."""
         await self.step3()
         self.sleeping = False
-        status = docs.der_status(0, self.inverter.reading().state_of_charge_pct, self.now())
-        await self._put(self.links["DERStatusLink"], status)
+        await self._put(self.links["DERStatusLink"], self._der_status(inverter_status=0))
         self._apply_inverter()
         self.report.record("awake", True, "", "V2G-4.8.3-4", "V2G-4.8.3-5")

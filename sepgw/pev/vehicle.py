@@ -21,6 +21,7 @@ from sepgw.model import (
     DeviceInformation,
     InverterStatusType,
     MirrorMeterReading,
+    OperationalModeStatusType,
     MirrorUsagePoint,
     PEVInfo,
     PowerStatus,
@@ -40,6 +41,7 @@ from sepgw.model.types import (
     DERControlType,
     DERType,
     InverterStatus,
+    OperationalModeStatus,
     PowerSourceType,
     RoleFlags,
     ServiceKind,
@@ -147,24 +149,33 @@ def der_availability(vehicle: Mapping[str, Any], soc_pct: float, now: int) -> DE
         reservePercent=round(vehicle["reserve_pct"] * 100))
 
 
-def der_status(inverter_status: int, soc_pct: float, now: int, alarms: int = 0) -> DERStatus:
+def der_status(inverter_status: int, soc_pct: float, now: int, alarms: int = 0,
+               operational_mode: int = OperationalModeStatus.OPERATIONAL,
+               mode_since: int | None = None) -> DERStatus:
     """The heartbeat (V2G-4.8.1.1-1): inverterStatus 0 authorized, 2 sleeping, 3 awake and
-    not authorized (V2G-4.7.2-3..5); alarmStatus 0 when no alarm (V2G-4.7.2-19)."""
+    not authorized (V2G-4.7.2-3..5); alarmStatus 0 when no alarm (V2G-4.7.2-19);
+    operationalModeStatus, Table 6's "Operational State" (1 off while sleeping, 2
+    operational while awake), dated ``mode_since`` (when that mode began; default now)."""
     return DERStatus(
         alarmStatus=DERAlarm(alarms),
         genConnectStatus=ConnectStatusType(
             dateTime=now, value=ConnectStatus.CONNECTED | ConnectStatus.AVAILABLE),
         inverterStatus=InverterStatusType(dateTime=now,
                                           value=InverterStatus(inverter_status)),
+        operationalModeStatus=OperationalModeStatusType(
+            dateTime=now if mode_since is None else mode_since,
+            value=OperationalModeStatus(operational_mode)),
         readingTime=now,
         stateOfChargeStatus=StateOfChargeStatusType(dateTime=now, value=round(soc_pct * 100)))
 
 
 #: The four MirrorMeterReadings of profile Table 6: (key, description, uom, power of ten,
-#: flowDirection). DER reference frame: power flowing to the grid is positive (V2G-4.7.2-29..31).
+#: flowDirection). flowDirection 19 (reverse) for W and var as normative Table 6 has it (the
+#: section 5 example's 1 is an error); the values stay in the DER reference frame: power
+#: flowing from the PEV to the grid is positive (V2G-4.7.2-29..31).
 METERS = (
-    ("w", "Active Power", 38, 0, 1),
-    ("var", "Reactive Power", 63, 0, 1),
+    ("w", "Active Power", 38, 0, 19),
+    ("var", "Reactive Power", 63, 0, 19),
     ("v", "Voltage", 29, -1, None),
     ("hz", "Frequency", 33, -2, None),
 )

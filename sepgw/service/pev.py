@@ -30,7 +30,7 @@ from sepgw.pev.notifications import (
     uri,
 )
 from sepgw.pev.report import RunReport
-from sepgw.pev.session import J3072Client
+from sepgw.pev.session import REQUEST_TIMEOUT_S, J3072Client
 from sepgw.security.tls import client_policy, server_connection_creator
 from sepgw.service.common import (
     RoleService,
@@ -96,7 +96,8 @@ class J3072Service(Service):
         agent = Agent(self._reactor, contextFactory=self._policy or client_policy(self._tls),
                       pool=pool)
         self.client = J3072Client(
-            clock=self._reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}"),
+            clock=self._reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}",
+                                                clock=self._reactor, timeout_s=REQUEST_TIMEOUT_S),
             lfdi=self._tls.identity.lfdi, dcap=parts.path or "/",
             vehicle=self._config["vehicle"], inverter=self._inverter,
             behaviour=self._config["behaviour"], report=self.report,
@@ -166,12 +167,11 @@ class J3072Service(Service):
         super().stopService()
         done: Deferred[Any] = succeed(None)
         if self.client is not None:
-            self.client.stop()
-            if self.client.subscriptions:
-                done = ensureDeferred(self.client.unsubscribe())
-                done.addTimeout(2.0, self._reactor)
-                done.addErrback(lambda f: self.log.warn(
-                    "Subscriptions not removed: {reason}", reason=f.getErrorMessage()))
+            # Bounded in every state: requests in flight are cancelled, subscriptions
+            # removed within CLOSE_BUDGET_S, whatever is abandoned is logged.
+            done = ensureDeferred(self.client.close())
+            done.addErrback(lambda f: self.log.warn(
+                "Subscriptions not removed: {reason}", reason=f.getErrorMessage()))
         return done.addCallback(lambda _: self._write_report())
 
     def _write_report(self) -> None:
