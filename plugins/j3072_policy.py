@@ -5,7 +5,9 @@ every failing one (V2G-4.6.4-1):
 
 1. the PEV is certified: DeviceInformation ``mfHwVer`` contains ``certified_marker``;
 2. its ISM number (DeviceInformation ``mfModel``) is on the approved list (a text file);
-3. its 2- or 4-quadrant capability (DERCapability) matches the site's ``quadrants``;
+3. its 2- or 4-quadrant capability (DERCapability: a reactive-power mode and any reactive
+   rating make it 4-quadrant, see :func:`~sepgw.evse.policy_facts.is_four_quadrant`) matches
+   the site's ``quadrants``;
 4. its DERSettings are within the site limits and include setMaxWh (V2G-4.9.4-1);
 5. every management-information DERControl has its Received and Started responses;
 6. optionally, its LFDI and its certificate's HardwareModuleName hwType are allowed.
@@ -26,8 +28,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from sepgw.evse.policy_facts import (
-    PolicyFacts, is_four_quadrant, missing_responses, mrid_text, reactive_modes, real_value,
-    show, status_text,
+    REACTIVE_RATINGS, PolicyFacts, is_four_quadrant, missing_responses, mrid_text,
+    rating_text, reactive_modes, reactive_ratings, real_value, show, status_text,
 )
 from sepgw.interfaces import BuildContext, Decision, IAuthorizationPolicy
 from sepgw.plugin import Key, PluginFactory, Section
@@ -185,15 +187,16 @@ class J3072Policy:
         modes = f"{int(capability.modesSupported):08X}"
         if site == 4 and not four:
             reactive = reactive_modes(capability)
-            why = (f"DERCapability rtgMaxVar absent (reactive modes {', '.join(reactive)})"
+            why = (f"DERCapability has no reactive-power rating ({', '.join(REACTIVE_RATINGS)}"
+                   f" all absent; reactive modes {', '.join(reactive)})"
                    if reactive else
                    f"DERCapability modesSupported {modes} has no reactive-power mode")
             return [f"PEV is 2-quadrant, site quadrants 4 requires a 4-quadrant PEV: {why}"]
         if site == 2 and four and self.quadrant_match == "exact":
-            rating = show(real_value(capability.rtgMaxVar))
+            ratings = ", ".join(rating_text(capability, n) for n in reactive_ratings(capability))
             return [f"PEV is 4-quadrant, site quadrants 2 requires a 2-quadrant PEV "
                     f"(quadrant_match 'exact'): DERCapability modesSupported {modes} has "
-                    f"{', '.join(reactive_modes(capability))} and rtgMaxVar {rating} var"]
+                    f"{', '.join(reactive_modes(capability))} and {ratings}"]
         return []
 
     def _settings(self, facts: PolicyFacts) -> list[str]:

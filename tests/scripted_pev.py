@@ -107,10 +107,12 @@ def mirror_usage_point(lfdi: str) -> bytes:
 </MirrorUsagePoint>""".encode()
 
 
-#: (mRID suffix, description, uom, powerOfTenMultiplier, flowDirection or None, value)
+#: (mRID suffix, description, uom, powerOfTenMultiplier, flowDirection or None, value):
+#: Table 6's ReadingTypes (flowDirection 19 for W and var, V2G-4.7.2-27; the section 5
+#: example's 1 is refused by a strict EVSE).
 METERS = [
-    ("01", "Active Power", 38, 0, 1, 6000),
-    ("02", "Reactive Power", 63, 0, 1, 0),
+    ("01", "Active Power", 38, 0, 19, 6000),
+    ("02", "Reactive Power", 63, 0, 19, 0),
     ("03", "Voltage", 29, -2, None, 24000),
     ("04", "Frequency", 33, -2, None, 6000),
 ]

@@ -10,14 +10,17 @@ tests/test_e2e_evse.py).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from treq.testing import StubTreq
 
 from sepgw.config import load
+from sepgw.evse import tree
 from sepgw.evse.http import EVSEHTTPServer
 from sepgw.evse.tree import EVSEResources
 from sepgw.model import (
@@ -37,7 +40,7 @@ from sepgw.security.identity import PeerIdentity
 from sepgw.security.pki import issue_pev
 from sepgw.security.tls import TLSSettings
 from tests import scripted_pev as script
-from tests.helpers import ETC, shared_pki
+from tests.helpers import ETC, REPO, shared_pki
 from tests.test_model_helpers import schema_errors
 
 BASE = "https://evse.test"
@@ -443,10 +446,13 @@ class ErrorTests(SynchronousTestCase):
     def test_reading_type_without_data_qualifier(self) -> None:
         """A MirrorMeterReading whose ReadingType has a dataQualifier is 400, and nothing
         of the batch is stored. V2G-4.7.2-28"""
-        body = script.mirror_meter_reading("09", "Bad", 38, 0, 1).replace(
+        body = script.mirror_meter_reading("09", "Bad", 38, 0, 19).replace(
             b"<flowDirection>", b"<dataQualifier>2</dataQualifier><flowDirection>")
         code, _, answer = self.f.call("POST", self.report.hrefs["mup"], body)
         self.assertEqual(code, 400, answer)
+        self.assertEqual(answer, b"MirrorMeterReading FFFF00090000000000000000000D17E0 "
+                                 b"(Active Power): ReadingType/dataQualifier must not be "
+                                 b"provided (V2G-4.7.2-28)\n")
         assert self.session.mirror is not None
         self.assertEqual(len(self.session.mirror.meters), 4)
 
@@ -462,6 +468,194 @@ class ErrorTests(SynchronousTestCase):
         self.f.resources.detach(0, "link down")
         self.assertEqual(self.f.call("GET", "/edev?l=5", client="pev2")[0], 200)
         self.assertEqual(self.f.call("GET", f"{edev}/di", client="pev2")[0], 404)
+
+
+#: Table 6 of the profile, written out: (quantity, uom, phase, flowDirection or None,
+#: accumulationBehaviour); powerOfTenMultiplier present, dataQualifier absent.
+TABLE_6 = [
+    ("Active Power", 38, 128, 19, 12),
+    ("Reactive Power", 63, 128, 19, 12),
+    ("Voltage", 29, 128, None, 12),
+    ("Frequency", 33, 128, None, 12),
+]
+
+
+def reading_type_doc(suffix: str, description: str, fields: dict[str, int | None]) -> bytes:
+    """A new MirrorMeterReading with a ReadingType of ``fields`` (None: left out), in
+    schema order."""
+    order = ("accumulationBehaviour", "dataQualifier", "flowDirection", "phase",
+             "powerOfTenMultiplier", "uom")
+    inner = "".join(f"<{k}>{fields[k]}</{k}>" for k in order if fields.get(k) is not None)
+    return (f'<MirrorMeterReading {script.NS}><mRID>FFFF00{suffix}0000000000000000000D17E0'
+            f'</mRID><description>{description}</description><ReadingType>{inner}'
+            f'</ReadingType></MirrorMeterReading>').encode()
+
+
+class Table6Tests(SynchronousTestCase):
+    """The EVSE checks every Table 6 ReadingType field when a MirrorMeterReading is created
+    (issue 10 item 2): 400 naming the field, nothing stored; lenient mode accepts the
+    section 5 example's flowDirection 1 for W and var, with a logged warning."""
+
+    def setUp(self) -> None:
+        self.f = ServerFixture()
+        self.report = self.f.run_script()
+        self.session = self.f.resources.sessions[0]
+        self.mup = self.report.hrefs["mup"]
+
+    def meters(self) -> int:
+        assert self.session.mirror is not None
+        return len(self.session.mirror.meters)
+
+    def test_table6_reading_types_created(self) -> None:
+        """V2G-4.7.2-27 V2G-4.7.2-20: the four MirrorMeterReadings of the sequence carry
+        exactly Table 6's ReadingType values (as the EVSE stored them)."""
+        assert self.session.mirror is not None
+        got = []
+        for meter in self.session.mirror.meters.values():
+            rt = meter.reading.ReadingType
+            got.append((meter.reading.description, rt.uom, rt.phase, rt.flowDirection,
+                        rt.accumulationBehaviour, rt.powerOfTenMultiplier is not None,
+                        rt.dataQualifier))
+        self.assertEqual(got, [(q, u, p, f, a, True, None) for q, u, p, f, a in TABLE_6])
+
+    def test_each_field_checked(self) -> None:
+        """V2G-4.7.2-27: for each Table 6 quantity, each required field wrong or missing
+        (uom by a description naming the quantity, phase, flowDirection for W and var,
+        accumulationBehaviour, powerOfTenMultiplier) is a 400 naming that field; a valid
+        one is 201. Nothing of a refused POST is stored."""
+        n = 10
+        for quantity, uom, phase, flow, acc in TABLE_6:
+            good: dict[str, int | None] = {"uom": uom, "phase": phase, "flowDirection": flow,
+                                           "accumulationBehaviour": acc,
+                                           "powerOfTenMultiplier": 0}
+            wrong = {"uom": 5, "phase": 64, "accumulationBehaviour": 4,
+                     "powerOfTenMultiplier": None}
+            if flow is not None:
+                wrong["flowDirection"] = 1
+            for field, value in wrong.items():
+                n += 1
+                before = self.meters()
+                body = reading_type_doc(f"{n:02d}", quantity, {**good, field: value})
+                code, _, answer = self.f.call("POST", self.mup, body)
+                self.assertEqual(code, 400, (quantity, field))
+                self.assertIn(f"({quantity}): ReadingType/{field} ".encode(), answer)
+                self.assertIn(b"V2G-4.7.2-27", answer)
+                self.assertEqual(self.meters(), before)
+            if flow is not None:  # missing flowDirection for W and var
+                n += 1
+                body = reading_type_doc(f"{n:02d}", quantity, {**good, "flowDirection": None})
+                code, _, answer = self.f.call("POST", self.mup, body)
+                self.assertEqual(code, 400, answer)
+                self.assertIn(b"ReadingType/flowDirection must be 19 (reverse), got none",
+                              answer)
+            n += 1
+            code, _, answer = self.f.call("POST", self.mup,
+                                          reading_type_doc(f"{n:02d}", quantity, good))
+            self.assertEqual(code, 201, answer)
+
+    def test_flow_direction_1_refused_strict(self) -> None:
+        """V2G-4.7.2-27: the section 5 example's Active Power ReadingType (flowDirection 1)
+        is refused by a strict EVSE with the field and the value Table 6 wants."""
+        body = script.mirror_meter_reading("21", "Active Power", 38, 0, 1)
+        code, _, answer = self.f.call("POST", self.mup, body)
+        self.assertEqual((code, answer), (400, (
+            b"MirrorMeterReading FFFF00210000000000000000000D17E0 (Active Power): "
+            b"ReadingType/flowDirection must be 19 (reverse), got 1 (Table 6, "
+            b"V2G-4.7.2-27)\n")))
+
+    def test_other_quantities_accepted(self) -> None:
+        """V2G-4.7.2-27: Table 6 constrains its four quantities; a further
+        MirrorMeterReading (here energy, uom 72) only has to leave out dataQualifier, and
+        one without uom that names no Table 6 quantity is refused naming uom."""
+        body = reading_type_doc("30", "Energy", {"uom": 72, "powerOfTenMultiplier": 0})
+        self.assertEqual(self.f.call("POST", self.mup, body)[0], 201)
+        body = reading_type_doc("31", "Something", {"phase": 128})
+        code, _, answer = self.f.call("POST", self.mup, body)
+        self.assertEqual(code, 400)
+        self.assertIn(b"ReadingType/uom missing", answer)
+
+    def test_mirror_usage_point_with_bad_reading_creates_nothing(self) -> None:
+        """V2G-4.7.2-27: a MirrorUsagePoint created with a MirrorMeterReading that breaks
+        Table 6 is refused as a whole: the PEV has no MirrorUsagePoint afterwards."""
+        ident = self.f.ids["pev2"]
+        mup = script.mirror_usage_point(ident.lfdi).replace(
+            b"</MirrorUsagePoint>",
+            reading_type_doc("01", "Voltage", {"uom": 29, "phase": 128,
+                                               "accumulationBehaviour": 12})
+            .replace(f" {script.NS}".encode(), b"") + b"</MirrorUsagePoint>")
+        code, _, answer = self.f.call("POST", "/mup", mup, client="pev2")
+        self.assertEqual(code, 400, answer)
+        self.assertIn(b"(Voltage): ReadingType/powerOfTenMultiplier missing", answer)
+        self.assertIsNone(self.f.resources.session_for(ident).mirror)  # type: ignore[union-attr]
+
+    def test_lenient_accepts_example_flow_direction(self) -> None:
+        """V2G-4.7.2-27: with ``[server] lenient`` the section 5 example's MirrorUsagePoint
+        (17-byte mRID, Active Power with flowDirection 1) is created (201) and a warning
+        names the flowDirection deviation, once per MirrorMeterReading; other Table 6
+        fields stay checked."""
+        f = ServerFixture(lenient=True)
+        events: list[dict[str, Any]] = []
+        self.patch(tree._SessionResources, "log",
+                   Logger(namespace="test", observer=events.append))  # type: ignore[arg-type]
+        ident = dataclasses.replace(f.ids["pev"], lfdi="A2038B8645F15C66D889FFBC4352AC0B8CDACBA1")
+        f.ids["profile"] = ident
+        raw = (REPO / "tests" / "fixtures" / "model" / "section5-raw" /
+               "33-MirrorUsagePoint.xml").read_bytes()
+        code, headers, answer = f.call("POST", "/mup", raw, client="profile")
+        self.assertEqual(code, 201, answer)
+        # The same MirrorMeterReading again (as example 35 does): updated, not re-logged.
+        again = b"<MirrorMeterReading" + raw.split(b"<MirrorMeterReading", 1)[1].replace(
+            b"</MirrorUsagePoint>", b"")
+        code, _, _ = f.call("POST", headers["location"], again, client="profile")
+        self.assertEqual(code, 204)
+        warnings = [formatEvent(e) for e in events if "flowDirection" in formatEvent(e)]
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("MirrorMeterReading FFFF000100000000000000000000D17E (Active Power) "
+                      "accepted with ReadingType/flowDirection 1 (Table 6 requires 19 "
+                      "(reverse)", warnings[0])
+        body = reading_type_doc("22", "Active Power", {"uom": 38, "phase": 128,
+                                                       "flowDirection": 1,
+                                                       "accumulationBehaviour": 4,
+                                                       "powerOfTenMultiplier": 0})
+        code, _, answer = f.call("POST", headers["location"], body, client="profile")
+        self.assertEqual(code, 400)
+        self.assertIn(b"ReadingType/accumulationBehaviour must be 12", answer)
+
+
+class SchemaVerTests(SynchronousTestCase):
+    def test_2023_response_accepted_and_logged_once(self) -> None:
+        """V2G-4.6.3-4: DERControlResponses as py20305 (an independent 2030.5 client) posts
+        them in its default, 2023 mode (schemaVer="2.2" on the root, modesResponded at the
+        end) are accepted (201) and recorded; the EVSE logs once per session that the PEV
+        writes 2023 documents (once for schemaVer, once for modesResponded)."""
+        try:
+            from py20305.models.sep import sep
+            from py20305.xml.serialization import from_xml, to_xml
+        except ImportError:  # pragma: no cover
+            raise self.skipTest("py20305 not installed")
+        f = ServerFixture()
+        report = f.run_script()
+        events: list[dict[str, Any]] = []
+        self.patch(tree._SessionResources, "log",
+                   Logger(namespace="test", observer=events.append))  # type: ignore[arg-type]
+        lfdi = f.ids["pev"].lfdi
+        for n, control in enumerate(report.controls[:3]):
+            plain = script.response(lfdi, bytes(control.mRID).hex().upper(), 1, T0)
+            body = to_xml(from_xml(plain, sep.DercontrolResponse))
+            self.assertIn(b' schemaVer="2.2"', body)
+            if n:  # as py20305 answers a control in 2023 mode: with modesResponded
+                body = body.replace(b"</DERControlResponse>", b"<modesResponded>00000100"
+                                    b"</modesResponded></DERControlResponse>")
+            code, _, answer = f.call("POST", control.replyTo, body)
+            self.assertEqual(code, 201, answer)
+        session = f.resources.sessions[0]
+        self.assertEqual(len(session.response_order), 2 * len(report.controls) + 3)
+        logged = [formatEvent(e) for e in events]
+        self.assertEqual(len(logged), 2, logged)
+        for line in logged:
+            self.assertIn(f"PEV LFDI {lfdi} writes IEEE 2030.5-2023 documents", line)
+        self.assertIn("schemaVer '2.2'", logged[0])
+        self.assertIn("modesResponded '00000100'", logged[1])
 
 
 class Receiver:

@@ -13,7 +13,8 @@ from sepgw.model import (
     ActivePower, DERControlBase, DERCurve, DERSettings, DERStatus, DefaultDERControl,
     DERCurveType, DERUnitRefType, EndDevice, Link, ModelError, Response, DERControlResponse, parse, serialize,
 )
-from sepgw.model.codec import _PARSER
+from sepgw.model import Deviation, _fast
+from sepgw.model.codec import _PARSER, DEFAULT_MAX_DEPTH, ELEMENT_2023, SCHEMA_VER
 
 NSDECL = 'xmlns="urn:ieee:std:2030.5:ns"'
 
@@ -232,6 +233,114 @@ class StrictnessTests(SynchronousTestCase):
         doc = f'<DERList {NSDECL} all="2" results="2">{good}{bad}</DERList>'.encode()
         self.assertRejected(doc, "DERList/DER[2]/DERSettingsLink: missing required "
                                  "attribute 'href'")
+
+
+class SchemaVerTests(SynchronousTestCase):
+    """IEEE 2030.5-2023 documents carry a ``schemaVer`` attribute on their root element
+    (2023 schema: "All XML payloads SHALL include a schemaVer attribute in the top-level XML
+    element", type SEPVersion, pattern ``[1-9][0-9]{0,2}[.]([0]|[1-9][0-9]{0,2})``); the 2018
+    schema has none. A 2018 server meets both editions (issue 10 item 9): the attribute is
+    accepted, ignored and reported, in strict and lenient mode, on every parse path."""
+
+    LFDI = "A2038B8645F15C66D889FFBC4352AC0B8CDACBA1"
+    PLAIN = (f'<DERControlResponse {NSDECL}><createdDateTime>1</createdDateTime>'
+             f'<endDeviceLFDI>{LFDI}</endDeviceLFDI><status>1</status>'
+             f'<subject>000000000000000000000000000000AB</subject></DERControlResponse>')
+
+    def with_ver(self, version: str = "2.2", doc: str | None = None) -> bytes:
+        doc = doc or self.PLAIN
+        return doc.replace(f"<DERControlResponse {NSDECL}",
+                           f'<DERControlResponse {NSDECL} schemaVer="{version}"', 1).encode()
+
+    def assertIgnored(self, data: bytes, lenient: bool = False) -> None:
+        got: list[Deviation] = []
+        obj = parse(data, Response, lenient=lenient, on_deviation=got.append)
+        self.assertEqual(obj, parse(self.PLAIN, Response))
+        self.assertEqual([(d.path, d.kind) for d in got],
+                         [("DERControlResponse/@schemaVer", SCHEMA_VER)])
+        self.assertIn("'2.2'", got[0].detail)
+
+    def test_py20305_default_mode_document(self) -> None:
+        """A DERControlResponse as py20305 (an independent 2030.5 library) writes it in its
+        default, 2023 mode, with schemaVer="2.2", is read as the same Response in strict and
+        lenient mode, the schemaVer reported once."""
+        try:
+            from py20305.models.sep import sep
+            from py20305.xml.serialization import from_xml, to_xml
+        except ImportError:  # pragma: no cover
+            raise self.skipTest("py20305 not installed")
+        data = to_xml(from_xml(self.PLAIN.encode(), sep.DercontrolResponse))
+        self.assertIn(b' schemaVer="2.2"', data)
+        self.assertIgnored(data)
+        self.assertIgnored(data, lenient=True)
+
+    def test_scanner_path(self) -> None:
+        """The text scanner (the fast path for plain documents) skips a root schemaVer and
+        hands its value back, wherever it is among the root's attributes."""
+        versions: list[str] = []
+        obj = _fast.scan(self.with_ver(), None, DEFAULT_MAX_DEPTH, versions)
+        self.assertEqual(obj, parse(self.PLAIN))
+        self.assertEqual(versions, ["2.2"])
+        self.assertIgnored(self.with_ver())
+        listed = (f'<DERControlList {NSDECL} href="/d" schemaVer="2.2" all="0" results="0"/>')
+        versions = []
+        self.assertIsNotNone(_fast.scan(listed.encode(), None, DEFAULT_MAX_DEPTH, versions))
+        self.assertEqual(versions, ["2.2"])
+
+    def test_lxml_path(self) -> None:
+        """A document the scanner gives up on (here: a comment) goes through lxml; there
+        too the root schemaVer is ignored and reported, by the generated tree decoder
+        (strict) and by the generic decoder (lenient)."""
+        data = self.with_ver(doc=self.PLAIN.replace("<status>", "<!-- c --><status>"))
+        self.assertIsNone(_fast.scan(data, None, DEFAULT_MAX_DEPTH, []))
+        self.assertIgnored(data)
+        self.assertIgnored(data, lenient=True)
+
+    def test_bad_schema_ver_rejected(self) -> None:
+        """A schemaVer that is not a SEPVersion is rejected with its path, on every path."""
+        for version in ("x", "2", "02.2", "2.02", ""):
+            for data in (self.with_ver(version),
+                         self.with_ver(version, self.PLAIN.replace("<status>",
+                                                                   "<!-- c --><status>"))):
+                for lenient in (False, True):
+                    e = self.assertRaises(ModelError, parse, data, lenient=lenient)
+                    self.assertTrue(str(e).startswith("DERControlResponse/@schemaVer: "),
+                                    str(e))
+
+    def test_2023_der_control_response_elements(self) -> None:
+        """The 2023 edition appends modesResponded and modesResponded2 (HexBinary32) to
+        DERControlResponse, and a 2023 client (py20305) sends them: at the end of the root
+        they are checked, ignored and reported in document order; a bad value or one out of
+        place is rejected with its path."""
+        doc = self.PLAIN.replace("</DERControlResponse>",
+                                 "<modesResponded>00000100</modesResponded>"
+                                 "<modesResponded2>1</modesResponded2></DERControlResponse>")
+        for lenient in (False, True):
+            got: list[Deviation] = []
+            obj = parse(doc, Response, lenient=lenient, on_deviation=got.append)
+            self.assertEqual(obj, parse(self.PLAIN, Response))
+            self.assertEqual([(d.path, d.kind) for d in got],
+                             [("DERControlResponse/modesResponded", ELEMENT_2023),
+                              ("DERControlResponse/modesResponded2", ELEMENT_2023)])
+        e = self.assertRaises(ModelError, parse, doc.replace(">1</modesResponded2",
+                                                             ">x</modesResponded2"))
+        self.assertEqual(str(e), "DERControlResponse/modesResponded2: not a HexBinary32 "
+                                 "(IEEE 2030.5-2023 element)")
+        early = self.PLAIN.replace("<status>", "<modesResponded>1</modesResponded><status>")
+        e = self.assertRaises(ModelError, parse, early)
+        self.assertEqual(str(e), "DERControlResponse: unknown element 'modesResponded' in "
+                                 "DERControlResponse")
+        plain_response = self.PLAIN.replace("DERControlResponse", "Response").replace(
+            "</Response>", "<modesResponded>1</modesResponded></Response>")
+        self.assertRaises(ModelError, parse, plain_response)
+
+    def test_only_on_the_root(self) -> None:
+        """schemaVer is a root-element attribute: on a nested element it is still unknown."""
+        doc = (f'<DERSettings {NSDECL}><setGradW>0</setGradW><setMaxW schemaVer="2.2">'
+               f'<multiplier>0</multiplier><value>1</value></setMaxW>'
+               f'<updatedTime>1</updatedTime></DERSettings>').encode()
+        e = self.assertRaises(ModelError, parse, doc)
+        self.assertEqual(str(e), "DERSettings/setMaxW: unknown attribute 'schemaVer'")
 
 
 class SafetyTests(SynchronousTestCase):

@@ -31,7 +31,7 @@ from sepgw.evse.site import site_der_settings
 from sepgw.interfaces import BuildContext, Decision, IAuthorizationPolicy
 from sepgw.model import (
     ActivePower, DERCapability, DERControl, DERControlList, DERSettings, DeviceInformation,
-    ReactivePower, VoltageRMS, WattHour, parse, parse_lenient,
+    PowerFactor, ReactivePower, VoltageRMS, WattHour, parse, parse_lenient,
 )
 from sepgw.model.types import DERControlType
 from sepgw.registry import PluginRegistry, bundled_plugin_dir
@@ -339,17 +339,37 @@ class QuadrantTests(PolicyTestCase):
 
     def test_example_capability_without_rtg_max_var(self) -> None:
         """V2G-4.6.4-1, V2G-4.6.2.3-1: the profile's example DERCapability as printed has
-        reactive modes but no rtgMaxVar: 2-quadrant, so denied at a 4-quadrant site (reason
-        names the missing rating) and granted at a 2-quadrant one."""
+        reactive modes and rtgOver/UnderExcitedW and -PF ratings but no rtgMaxVar: it is a
+        4-quadrant PEV, granted at a 4-quadrant site and at a 2-quadrant one (and denied at a
+        2-quadrant site with quadrant_match "exact", naming its ratings). Issue 10 item 5: it
+        used to be classed 2-quadrant and denied."""
         facts = dataclasses.replace(
             compliant_facts(), der_capability=parse(example("10-DERCapability.xml"),
                                                     DERCapability))
-        self.assertDenied(self.build().evaluate(facts),
-                          "PEV is 2-quadrant, site quadrants 4 requires a 4-quadrant PEV: "
-                          "DERCapability rtgMaxVar absent (reactive modes opModFixedPFInjectW, "
-                          "opModVoltVar)")
+        self.assertEqual(self.build().evaluate(facts), Decision(True, ()))
         at_two = dataclasses.replace(facts, site=site(quadrants=2))
         self.assertEqual(self.build().evaluate(at_two), Decision(True, ()))
+        self.assertDenied(self.build(quadrant_match="exact").evaluate(at_two),
+                          "PEV is 4-quadrant, site quadrants 2 requires a 2-quadrant PEV "
+                          "(quadrant_match 'exact'): DERCapability modesSupported 01DD69AB has "
+                          "opModFixedPFInjectW, opModVoltVar and rtgOverExcitedW 6000 W, "
+                          "rtgOverExcitedPF 0.8, rtgUnderExcitedW 6000 W, rtgUnderExcitedPF "
+                          "0.8")
+
+    def test_reactive_modes_without_any_rating(self) -> None:
+        """V2G-4.6.4-1: a PEV declaring reactive modes but no reactive rating at all (none of
+        rtgMaxVar, rtgMaxVarNeg, rtgOverExcitedW/PF, rtgUnderExcitedW/PF) is 2-quadrant and
+        denied at a 4-quadrant site, the reason naming the ratings looked for."""
+        cap = dataclasses.replace(
+            parse(example("10-DERCapability.xml"), DERCapability), rtgOverExcitedW=None,
+            rtgOverExcitedPF=None, rtgUnderExcitedW=None, rtgUnderExcitedPF=None)
+        facts = dataclasses.replace(compliant_facts(), der_capability=cap)
+        self.assertDenied(self.build().evaluate(facts),
+                          "PEV is 2-quadrant, site quadrants 4 requires a 4-quadrant PEV: "
+                          "DERCapability has no reactive-power rating (rtgMaxVar, "
+                          "rtgMaxVarNeg, rtgOverExcitedW, rtgOverExcitedPF, rtgUnderExcitedW, "
+                          "rtgUnderExcitedPF all absent; reactive modes opModFixedPFInjectW, "
+                          "opModVoltVar)")
 
     def test_four_quadrant_pev_at_two_quadrant_site(self) -> None:
         """V2G-4.6.4-1: by default (quadrant_match "at_least") a 4-quadrant PEV is granted at
@@ -359,14 +379,19 @@ class QuadrantTests(PolicyTestCase):
         self.assertDenied(self.build(quadrant_match="exact").evaluate(facts),
                           "PEV is 4-quadrant, site quadrants 2 requires a 2-quadrant PEV "
                           "(quadrant_match 'exact'): DERCapability modesSupported 01DD69AB has "
-                          "opModFixedPFInjectW, opModVoltVar and rtgMaxVar 3000 var")
+                          "opModFixedPFInjectW, opModVoltVar and rtgMaxVar 3000 var, "
+                          "rtgOverExcitedW 6000 W, rtgOverExcitedPF 0.8, rtgUnderExcitedW 6000 W, "
+                          "rtgUnderExcitedPF 0.8")
 
     def test_two_quadrant_pev_needs_no_reactive_settings(self) -> None:
         """V2G-4.6.4-1: a 2-quadrant PEV at a 2-quadrant site (even with quadrant_match
-        "exact") need not report setMaxVar/setMaxVarNeg."""
+        "exact") need not report setMaxVar/setMaxVarNeg. (2-quadrant: no reactive rating at
+        all; the example's rtgOver/UnderExcited ratings alone make it 4-quadrant.)"""
         facts = compliant_facts()
         assert facts.der_capability is not None
-        cap = dataclasses.replace(facts.der_capability, rtgMaxVar=None)
+        cap = dataclasses.replace(facts.der_capability, rtgMaxVar=None, rtgOverExcitedW=None,
+                                  rtgOverExcitedPF=None, rtgUnderExcitedW=None,
+                                  rtgUnderExcitedPF=None)
         facts = settings_with(dataclasses.replace(facts, der_capability=cap,
                                                   site=site(quadrants=2)),
                               setMaxVar=None, setMaxVarNeg=None)
@@ -379,13 +404,30 @@ class QuadrantTests(PolicyTestCase):
                           "PEV quadrants unknown: no DERCapability received (site quadrants 4)")
 
     def test_is_four_quadrant(self) -> None:
-        """is_four_quadrant needs a reactive mode bit and rtgMaxVar; any one reactive bit
-        suffices."""
-        cap = capability_with_rtg_max_var()
-        self.assertTrue(is_four_quadrant(cap))
+        """V2G-4.6.4-1: 4-quadrant means a reactive mode bit and any one reactive rating.
+        The rule (issue 10 item 5) is written out here: reactive modes are bits 4, 5, 6, 21,
+        23, 25, 26; reactive ratings rtgMaxVar, rtgMaxVarNeg, rtgOverExcitedW,
+        rtgOverExcitedPF, rtgUnderExcitedW, rtgUnderExcitedPF. Each rating alone suffices,
+        rtgMaxW alone does not, and any one reactive bit suffices."""
+        bare = dataclasses.replace(
+            parse(example("10-DERCapability.xml"), DERCapability), rtgOverExcitedW=None,
+            rtgOverExcitedPF=None, rtgUnderExcitedW=None, rtgUnderExcitedPF=None)
+        self.assertFalse(is_four_quadrant(bare))
         self.assertFalse(is_four_quadrant(None))
-        for mode in (DERControlType.opModFixedVar, DERControlType.opModWattVar):
-            self.assertTrue(is_four_quadrant(dataclasses.replace(cap, modesSupported=mode)))
+        ratings = {
+            "rtgMaxVar": ReactivePower(multiplier=0, value=3000),
+            "rtgMaxVarNeg": ReactivePower(multiplier=0, value=3000),
+            "rtgOverExcitedW": ActivePower(multiplier=0, value=6000),
+            "rtgOverExcitedPF": PowerFactor(displacement=800, multiplier=-3),
+            "rtgUnderExcitedW": ActivePower(multiplier=0, value=6000),
+            "rtgUnderExcitedPF": PowerFactor(displacement=800, multiplier=-3),
+        }
+        for name, value in ratings.items():
+            self.assertTrue(is_four_quadrant(dataclasses.replace(bare, **{name: value})), name)
+        cap = capability_with_rtg_max_var()
+        for bit in (4, 5, 6, 21, 23, 25, 26):
+            self.assertTrue(is_four_quadrant(dataclasses.replace(
+                cap, modesSupported=DERControlType(1 << bit))), bit)
         self.assertFalse(is_four_quadrant(dataclasses.replace(
             cap, modesSupported=DERControlType.opModFixedW | DERControlType.opModMaxLimW)))
 

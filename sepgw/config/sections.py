@@ -135,6 +135,32 @@ SERVER = Section(
                                         "always 1 s (V2G-4.1.4-6).", min=1, max=3600),
         "max_body_bytes": Key("int", 65536, doc="Largest request body accepted; larger gets "
                                                 "413.", min=1024, max=16 * 1024 * 1024),
+        "max_line_bytes": Key("int", 8192, doc="Longest request line; longer gets 414.",
+                              min=256, max=65536),
+        "max_header_bytes": Key("int", 16384, doc="Largest request head (request line and "
+                                                  "header fields); larger gets 431.",
+                                min=1024, max=262144),
+        "max_headers": Key("int", 64, doc="Most header fields in a request; more gets 431.",
+                           min=8, max=1000),
+        "head_timeout_s": Key("float", 10.0, doc="Deadline from a request's first byte to "
+                                                 "the end of its head; later gets 408 and "
+                                                 "the connection is closed.", min=1, max=300),
+        "body_timeout_s": Key("float", 30.0, doc="Deadline from the end of a request's head "
+                                                 "to the end of its body (408, closed).",
+                              min=1, max=600),
+        "idle_timeout_s": Key("float", 60.0, doc="A connection with nothing received for "
+                                                 "this long between requests (or during the "
+                                                 "TLS handshake) is closed.", min=5, max=3600),
+        "max_connections": Key("int", 256, doc="Concurrent connections served; more are "
+                                               "closed at once (before TLS) and logged.",
+                               min=1, max=65536),
+        "max_connections_per_peer": Key("int", 8, doc="Concurrent connections from one "
+                                                      "peer address; more are closed at once "
+                                                      "and logged.", min=1, max=65536),
+        "lenient": Key("bool", False, doc="Accept the known deviations of the profile's "
+                                          "section 5 examples (misspelt elements, 17-byte "
+                                          "mRIDs, Table 6 flowDirection 1 for W and var), "
+                                          "each logged once per session; strict when false."),
         "timezone": Key("str", "UTC", doc="IANA zone for the Time resource's tzOffset and "
                                           "DST fields.", validator=_timezone),
     },

@@ -115,7 +115,10 @@ class EVSEHTTPServer:
             return self._document(request, tree.get(path, query, identity))
         if method in ("PUT", "POST"):
             types = tree.body_type(path, method)
-            body = self._body(request, types)
+            deviations: list[Deviation] = []
+            body = self._body(request, types, deviations.append)
+            if deviations:  # lenient-mode deviations, a 2023 schemaVer: logged by the tree
+                tree.deviations_accepted(identity, f"{method} {path}", deviations)
             if method == "PUT":
                 tree.put(path, body, identity)
                 request.setResponseCode(204)
@@ -130,7 +133,8 @@ class EVSEHTTPServer:
             return b""
         raise HTTPError(405, f"{method} is not supported", allow=tree.route(path).methods)
 
-    def _body(self, request: IRequest, types: tuple[type, ...]) -> Any:
+    def _body(self, request: IRequest, types: tuple[type, ...],
+              on_deviation: Callable[[Deviation], None] | None = None) -> Any:
         ctype = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
         if ctype != _MEDIA:
             shown = ctype.decode("ascii", "replace") or "none"
@@ -139,7 +143,8 @@ class EVSEHTTPServer:
         if len(data) > self.max_body:
             raise HTTPError(413, f"request body larger than {self.max_body} bytes")
         try:
-            body = parse(data, None, max_size=self.max_body)
+            body = parse(data, None, max_size=self.max_body, lenient=self.resources.lenient,
+                         on_deviation=on_deviation)
         except ModelError as e:
             raise HTTPError(400, str(e))
         if not isinstance(body, types):

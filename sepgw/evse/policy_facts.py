@@ -9,8 +9,8 @@ The helpers are for any policy, bundled or drop-in:
 
 * :func:`real_value` turns a 2030.5 ``multiplier``/``value`` quantity into an exact
   :class:`~decimal.Decimal` (``value × 10^multiplier``), :func:`show` formats one for a reason;
-* :data:`REACTIVE_MODES` and :func:`is_four_quadrant` say whether a PEV's DERCapability
-  describes a 4-quadrant (reactive-power capable) inverter;
+* :data:`REACTIVE_MODES`, :data:`REACTIVE_RATINGS` and :func:`is_four_quadrant` say whether a
+  PEV's DERCapability describes a 4-quadrant (reactive-power capable) inverter;
 * :func:`missing_responses` lists the management-information DERControls still lacking
   Event Received or Event Started responses (profile 4.6.4), :func:`mrid_text` names an mRID.
 """
@@ -26,8 +26,9 @@ from sepgw.model.types import DERControlType, ResponseStatus
 from sepgw.security.identity import HardwareModuleName
 
 __all__ = [
-    "PolicyFacts", "REACTIVE_MODES", "REQUIRED_RESPONSES", "real_value", "show",
-    "is_four_quadrant", "reactive_modes", "missing_responses", "mrid_text", "status_text",
+    "PolicyFacts", "REACTIVE_MODES", "REACTIVE_RATINGS", "REQUIRED_RESPONSES", "real_value",
+    "show", "is_four_quadrant", "reactive_modes", "reactive_ratings", "rating_text",
+    "missing_responses", "mrid_text", "status_text",
 ]
 
 
@@ -95,11 +96,37 @@ def reactive_modes(capability: DERCapability) -> list[str]:
             if m & REACTIVE_MODES and supported & int(m) and m.name is not None]
 
 
+#: The DERCapability elements that rate reactive power: the var ratings, and the active power
+#: and power factor at rated over- and under-excited operation. The profile's own PEV
+#: (section 5) rates its reactive power with rtgOver/UnderExcitedW and -PF only.
+REACTIVE_RATINGS = ("rtgMaxVar", "rtgMaxVarNeg", "rtgOverExcitedW", "rtgOverExcitedPF",
+                    "rtgUnderExcitedW", "rtgUnderExcitedPF")
+
+_RATING_UNITS = {"rtgMaxVar": " var", "rtgMaxVarNeg": " var", "rtgOverExcitedW": " W",
+                 "rtgUnderExcitedW": " W"}
+
+
+def reactive_ratings(capability: DERCapability) -> list[str]:
+    """The names of the :data:`REACTIVE_RATINGS` present in ``capability``, in that order."""
+    return [name for name in REACTIVE_RATINGS if getattr(capability, name) is not None]
+
+
+def rating_text(capability: DERCapability, name: str) -> str:
+    """One rating with its value: ``rtgMaxVar 3000 var``, ``rtgOverExcitedPF 0.8``."""
+    q = getattr(capability, name)
+    if name.endswith("PF"):
+        value = Decimal(int(q.displacement)).scaleb(int(q.multiplier))
+    else:
+        value = real_value(q)
+    return f"{name} {show(value)}{_RATING_UNITS.get(name, '')}"
+
+
 def is_four_quadrant(capability: DERCapability | None) -> bool:
     """True when the PEV is a 4-quadrant inverter: its DERCapability supports at least one
-    reactive-power mode (:data:`REACTIVE_MODES`) and rates its reactive power (rtgMaxVar)."""
+    reactive-power mode (:data:`REACTIVE_MODES`) and rates its reactive power with at least
+    one of :data:`REACTIVE_RATINGS`."""
     return (capability is not None and bool(reactive_modes(capability))
-            and capability.rtgMaxVar is not None)
+            and bool(reactive_ratings(capability)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ behind a twisted.web resource and mutual TLS. The URI plan (all reached by links
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
@@ -34,7 +33,8 @@ from twisted.logger import Logger
 
 from sepgw.evse.management import ManagementInformation
 from sepgw.evse.notify import Notifier, SubscriptionError, Subscriptions, UnknownSubscription
-from sepgw.evse.sessions import PEV_WRITABLE, MirrorMeter, MirrorPoint, PEVSession, Stored
+from sepgw.evse.sessions import (MIRROR_METERS_MAX, PEV_WRITABLE, MirrorMeter, MirrorPoint,
+                                 PEVSession, Stored)
 from sepgw.evse.site import site_der_settings
 from sepgw.model import (
     DER,
@@ -57,6 +57,7 @@ from sepgw.model import (
     MirrorUsagePointList,
     Model,
     ModelError,
+    ReadingType,
     Resource,
     Response,
     ResponseList,
@@ -66,6 +67,7 @@ from sepgw.model import (
     Subscription,
     DefaultDERControl,
 )
+from sepgw.model.codec import EDITION_2023, SCHEMA_VER, Deviation
 from sepgw.model.paging import ListQuery, fill_list
 from sepgw.model.types import SubscribableType
 from sepgw.security.identity import PeerIdentity
@@ -79,6 +81,68 @@ MAX_PAGE = 100
 
 ROLE_IS_PEV = 0x04
 """MirrorUsagePoint roleFlags: bit 2, isPEV (V2G-4.7.2-24); no other bit (V2G-4.7.2-25)."""
+
+#: Table 6 of the profile (V2G-4.7.2-27): the quantity of each required MirrorMeterReading,
+#: by ReadingType uom, with the ReadingType values it must carry. powerOfTenMultiplier must be
+#: present too, and dataQualifier absent (V2G-4.7.2-28); other fields may be provided.
+TABLE6: dict[int, tuple[str, dict[str, int]]] = {
+    38: ("Active Power", {"phase": 128, "flowDirection": 19, "accumulationBehaviour": 12}),
+    63: ("Reactive Power", {"phase": 128, "flowDirection": 19, "accumulationBehaviour": 12}),
+    29: ("Voltage", {"phase": 128, "accumulationBehaviour": 12}),
+    33: ("Frequency", {"phase": 128, "accumulationBehaviour": 12}),
+}
+_TABLE6_NAMES = {
+    ("uom", 38): "38 (W)", ("uom", 63): "63 (var)", ("uom", 29): "29 (V)",
+    ("uom", 33): "33 (Hz)", ("phase", 128): "128 (A)", ("flowDirection", 19): "19 (reverse)",
+    ("accumulationBehaviour", 12): "12 (instantaneous)",
+}
+#: The section 5 example's flowDirection for W and var, accepted in lenient mode only.
+EXAMPLE_FLOW_DIRECTION = 1
+
+
+def table6_check(rt: ReadingType, description: str | None, lenient: bool = False,
+                 ) -> tuple[str | None, list[str], list[str]]:
+    """Check one MirrorMeterReading's ReadingType against Table 6.
+
+    The quantity is found by ``uom`` (else by a ``description`` naming a Table 6 quantity, so
+    that a wrong uom is named); a ReadingType of another quantity only has to leave out
+    dataQualifier. Returns the quantity (None for another), the problems (each naming its
+    field), and the deviations accepted in ``lenient`` mode (the section 5 example's
+    flowDirection 1 for W and var).
+    """
+    problems: list[str] = []
+    deviations: list[str] = []
+    if rt.dataQualifier is not None:
+        problems.append("ReadingType/dataQualifier must not be provided (V2G-4.7.2-28)")
+    uom = None if rt.uom is None else int(rt.uom)
+    entry = TABLE6.get(uom) if uom is not None else None
+    if entry is None:
+        named = (description or "").strip().lower()
+        found = [(u, e) for u, e in TABLE6.items() if e[0].lower() == named]
+        if not found:
+            if uom is None:
+                problems.append("ReadingType/uom missing (Table 6 tells each quantity by its "
+                                "uom, V2G-4.7.2-27)")
+            return None, problems, deviations
+        want_uom, entry = found[0]
+        problems.append(f"ReadingType/uom must be {_TABLE6_NAMES[('uom', want_uom)]}, got "
+                        f"{'none' if uom is None else uom} (Table 6, V2G-4.7.2-27)")
+    quantity, fields = entry
+    for name, want in fields.items():
+        value = getattr(rt, name)
+        got = None if value is None else int(value)
+        if got == want:
+            continue
+        shown = _TABLE6_NAMES[(name, want)]
+        if (lenient and name == "flowDirection" and got == EXAMPLE_FLOW_DIRECTION):
+            deviations.append(f"ReadingType/flowDirection {got} (Table 6 requires {shown}; "
+                              "the profile's section 5 example deviation)")
+            continue
+        problems.append(f"ReadingType/{name} must be {shown}, got "
+                        f"{'none' if got is None else got} (Table 6, V2G-4.7.2-27)")
+    if rt.powerOfTenMultiplier is None:
+        problems.append("ReadingType/powerOfTenMultiplier missing (Table 6, V2G-4.7.2-27)")
+    return quantity, problems, deviations
 
 
 class HTTPError(Exception):
@@ -141,6 +205,9 @@ class EVSEResources:
         self._mrid = mrid
         self.notifier = notifier
         self.dcap_path: str = server["dcap_path"]
+        self.lenient = bool(server.get("lenient", False))
+        """``[server] lenient``: accept the profile's section 5 example deviations (parsing,
+        and Table 6 flowDirection 1), each logged once per session."""
         self.sessions: dict[int, PEVSession] = {}
         self._by_lfdi: dict[str, PEVSession] = {}
         self._extras: dict[int, _SessionResources] = {}
@@ -192,9 +259,6 @@ class EVSEResources:
                       sfdi=identity.sfdi)
         for observer in list(self.attach_observers):
             observer(session)
-        # The session's long-lived objects need not be traversed by every full garbage
-        # collection: those pauses, not CPU, set the p99 latency with hundreds of PEVs.
-        gc.freeze()
         return session
 
     def detach(self, port_index: int, reason: str) -> None:
@@ -211,6 +275,29 @@ class EVSEResources:
             observer(session)
         self.log.info("{port}: session of LFDI {lfdi} ended ({reason})",
                       port=session.port_name, lfdi=session.lfdi, reason=reason)
+
+    def deviations_accepted(self, identity: PeerIdentity, request: str,
+                            deviations: Iterable[Deviation]) -> None:
+        """Log what parsing a PEV's document accepted outside the 2018 schema, once per
+        session each: that the PEV writes 2023-edition documents (``schemaVer``, and each
+        2023 element), and each lenient-mode deviation."""
+        session = self.session_for(identity)
+        extras = self._extras.get(session.port_index) if session is not None else None
+        for d in deviations:
+            edition = d.kind in EDITION_2023
+            if edition:
+                key: tuple[str, ...] = (d.kind,) if d.kind == SCHEMA_VER else (d.kind, d.path)
+                fmt = ("{port}: PEV LFDI {lfdi} writes IEEE 2030.5-2023 documents "
+                       "({deviation}); read as 2018 documents")
+            else:
+                key = (d.kind, d.path)
+                fmt = ("{port}: lenient mode: {request} accepted with the profile example "
+                       "deviation {deviation}")
+            if extras is not None:
+                extras.note(key, fmt, request=request, deviation=str(d), warn=not edition)
+            else:
+                self.log.warn(fmt, port="-", lfdi=identity.lfdi, request=request,
+                              deviation=str(d))
 
     def set_energize(self, session: PEVSession, energize: bool) -> None:
         """Grant (True) or revoke (False) the authorization to discharge (V2G-4.6.4-2/3)."""
@@ -408,9 +495,20 @@ class _SessionResources:
             curve_href=lambda i: f"{self.dc}/{i}",
             reply_to=self.rsp, mrid=tree._mrid)
         self._cache: dict[tuple[Any, ...], Model] = {}
+        self.noted: set[tuple[str, ...]] = set()
+        """What was logged once for this session (see :meth:`note`)."""
         self.fsa_mrid = tree._mrid()
         self.derp_mrid = tree._mrid()
         self.rsps_mrid = tree._mrid()
+
+    def note(self, key: tuple[str, ...], fmt: str, warn: bool = True, **fields: Any) -> None:
+        """Log ``fmt`` (with ``port`` and ``lfdi``) the first time ``key`` is seen in this
+        session: accepted deviations are worth one line per session, not one per request."""
+        if key in self.noted:
+            return
+        self.noted.add(key)
+        emit = self.log.warn if warn else self.log.info
+        emit(fmt, port=self.session.port_name, lfdi=self.session.lfdi, **fields)
 
     def routes(self) -> dict[str, Route]:
         s = self.session
@@ -622,11 +720,10 @@ class _SessionResources:
             raise HTTPError(400, f"Response/subject {subject.hex().upper()} is not a "
                                  "DERControl of this EVSE")
         status = int(response.status) if response.status is not None else 0
-        key = len(session.response_order)
+        key = session.responses_received
         stored = dataclasses.replace(response, href=f"{self.rsp}/{key}",
                                      createdDateTime=response.createdDateTime or self.tree.now())
-        session.responses[(subject, status)] = stored
-        session.response_order.append(stored)
+        session.add_response(subject, status, stored)  # bounded: RESPONSES_KEPT
         session.emit("response_received", stored)
         return Created(stored.href or "")
 
@@ -659,13 +756,14 @@ class _SessionResources:
             raise HTTPError(400, "this PEV already has a MirrorUsagePoint with mRID "
                                  f"{bytes(mirror.usage_point.mRID).hex().upper()}")
         new = mirror is None
+        usage_point = dataclasses.replace(body, MirrorMeterReading=[])
         if new:
-            session.mirror = mirror = MirrorPoint(self.mup, dataclasses.replace(
-                body, MirrorMeterReading=[]))
-        else:
-            assert mirror is not None
-            mirror.usage_point = dataclasses.replace(body, MirrorMeterReading=[])
+            mirror = MirrorPoint(self.mup, usage_point)
         assert mirror is not None
+        # Its readings are checked before anything is created: nothing is half applied.
+        self._check_readings(mirror, body.MirrorMeterReading)
+        session.mirror = mirror
+        mirror.usage_point = usage_point
         if body.MirrorMeterReading:
             self._store_readings(body.MirrorMeterReading)
         return Created(self.mup, new)
@@ -684,16 +782,7 @@ class _SessionResources:
     def _store_readings(self, readings: list[MirrorMeterReading]) -> list[str]:
         mirror = self.session.mirror
         assert mirror is not None
-        # Validate every reading before storing any: nothing is half applied.
-        for r in readings:
-            meter = mirror.meters.get(bytes(r.mRID))
-            if meter is None and r.ReadingType is None:
-                raise HTTPError(400, f"MirrorMeterReading {bytes(r.mRID).hex().upper()} is "
-                                     "new and needs its ReadingType")
-            rt = r.ReadingType or (meter.reading.ReadingType if meter else None)
-            if rt is not None and rt.dataQualifier is not None:
-                raise HTTPError(400, "MirrorMeterReading/ReadingType/dataQualifier must not "
-                                     "be provided (V2G-4.7.2-28)")
+        self._check_readings(mirror, readings)
         created = []
         now = self.tree._clock.seconds()
         for r in readings:
@@ -712,6 +801,34 @@ class _SessionResources:
                 meter.history.append((now, r.Reading))
             self.session.emit("readings_received", meter)
         return created
+
+    def _check_readings(self, mirror: MirrorPoint, readings: list[MirrorMeterReading]) -> None:
+        """Validate every reading before any is stored (400 naming the problem): a new one
+        needs its ReadingType, and every ReadingType sent must be as Table 6 says
+        (V2G-4.7.2-27, -28; the EVSE checks them)."""
+        new_meters = {bytes(r.mRID) for r in readings} - mirror.meters.keys()
+        if len(mirror.meters) + len(new_meters) > MIRROR_METERS_MAX:
+            raise HTTPError(400, f"at most {MIRROR_METERS_MAX} MirrorMeterReadings per "
+                                 "MirrorUsagePoint")
+        for r in readings:
+            meter = mirror.meters.get(bytes(r.mRID))
+            if meter is None and r.ReadingType is None:
+                raise HTTPError(400, f"MirrorMeterReading {bytes(r.mRID).hex().upper()} is "
+                                     "new and needs its ReadingType")
+            if r.ReadingType is None:
+                continue
+            mrid = bytes(r.mRID).hex().upper()
+            quantity, problems, deviations = table6_check(r.ReadingType, r.description,
+                                                          self.tree.lenient)
+            if problems:
+                raise HTTPError(400, f"MirrorMeterReading {mrid}"
+                                     f"{f' ({quantity})' if quantity else ''}: "
+                                     f"{'; '.join(problems)}")
+            for deviation in deviations:
+                self.note(("Table 6", mrid, deviation),
+                          "{port}: lenient mode: MirrorMeterReading {mrid} ({quantity}) "
+                          "accepted with {deviation}", mrid=mrid, quantity=quantity,
+                          deviation=deviation)
 
     # -- change notification -------------------------------------------------------------
 

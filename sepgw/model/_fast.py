@@ -453,12 +453,20 @@ _WS = _re.compile(r"[ \t\r\n]*").match
 _ROOT = _re.compile(r'(?:<\?xml version="1\.0" encoding="UTF-8"\?>[ \t\r\n]*)?'
                     r'<([A-Za-z][A-Za-z0-9]*) xmlns="urn:ieee:std:2030\.5:ns"').match
 
+#: The root start tag's attributes (as the scanner accepts them), and the IEEE 2030.5-2023
+#: ``schemaVer`` among them, with a value of the 2023 schema's SEPVersion pattern.
+_ROOT_ATTR = _re.compile(r' ([A-Za-z][A-Za-z0-9]*)="([^"<&]*)"').match
+SEP_VERSION = _re.compile(r"[1-9][0-9]{0,2}[.](?:0|[1-9][0-9]{0,2})")
+"""The 2023 schema's SEPVersion (``schemaVer``): digits, a dot, digits (e.g. ``2.2``)."""
+
 _scanners: dict[type, Callable[..., Any]] = {}
 
 
-def scan(data: Any, expected: type | None, max_depth: int) -> Any:
+def scan(data: Any, expected: type | None, max_depth: int,
+         schema_ver: list[str] | None = None) -> Any:
     """The object ``data`` encodes, or None when the scanner cannot vouch for the document
-    (then lxml and the decoders decide, see above)."""
+    (then lxml and the decoders decide, see above). A 2023-edition ``schemaVer`` attribute
+    of the root element is skipped, and its value appended to ``schema_ver``."""
     from .codec import _REGISTRY
     try:
         s = data.decode("ascii")
@@ -468,10 +476,20 @@ def scan(data: Any, expected: type | None, max_depth: int) -> Any:
         cls = _REGISTRY.get(m.group(1))
         if cls is None or (expected is not None and not issubclass(cls, expected)):
             return None
+        start = m.end()
+        version = _ROOT_ATTR(s, start)
+        while version is not None and version.group(1) != "schemaVer":
+            version = _ROOT_ATTR(s, version.end())
+        if version is not None:
+            if schema_ver is None or not SEP_VERSION.fullmatch(version.group(2)):
+                return None
+            s = s[:version.start()] + s[version.end():]
         fn = _scanners.get(cls) or _generate_scanner(cls)
-        obj, p = fn(s, m.end(), cls._sep_spec.root_close, 1, max_depth)
+        obj, p = fn(s, start, cls._sep_spec.root_close, 1, max_depth)
         if s[p:].strip(_XML_WS):  # only whitespace may follow the root element
             return None
+        if version is not None and schema_ver is not None:
+            schema_ver.append(version.group(2))
         return obj
     except Exception:
         return None

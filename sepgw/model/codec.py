@@ -36,7 +36,8 @@ from .types import BOOLEAN, BoolCodec, LeafCodec, MRID
 __all__ = [
     "NS", "MEDIA_TYPE", "XSI_NS", "Model", "Attr", "Occurs", "XsiTyped", "ClassSpec",
     "FieldSpec", "resource", "complex_type", "parse", "parse_lenient", "serialize",
-    "registry", "Deviation", "DEFAULT_MAX_SIZE", "DEFAULT_MAX_DEPTH",
+    "registry", "Deviation", "SCHEMA_VER", "ELEMENT_2023", "EDITION_2023",
+    "DEFAULT_MAX_SIZE", "DEFAULT_MAX_DEPTH",
 ]
 
 NS = "urn:ieee:std:2030.5:ns"
@@ -257,7 +258,9 @@ def complex_type(cls: type[M]) -> type[M]:
 
 @dataclass(frozen=True, slots=True)
 class Deviation:
-    """A known V2G-AC profile example deviation accepted in lenient mode."""
+    """A departure from the 2018 schema that was accepted: a known V2G-AC profile example
+    deviation (lenient mode only), or what the 2023 edition adds to a 2018 document (any
+    mode, kinds :data:`EDITION_2023`)."""
 
     path: str
     kind: str
@@ -465,9 +468,11 @@ def parse(data: bytes | str, expected: type[M] | None = None, *, lenient: bool =
 
     ``expected`` (a model class) makes any other root element an error; a subclass is
     accepted (``Response`` accepts ``DERControlResponse``).  Strict by default: every
-    deviation from the 2018 schema raises :class:`ModelError`.  ``lenient=True`` accepts
-    exactly the V2G-AC profile example deviations (see ``docs/model.md``) and reports each to
-    ``on_deviation``.  Documents larger than ``max_size`` bytes, nested deeper than
+    deviation from the 2018 schema raises :class:`ModelError`, except what a 2023-edition
+    client adds to a 2018 document (``schemaVer`` on the root element; ``modesResponded``
+    and ``modesResponded2`` at the end of a DERControlResponse), which is checked, ignored in
+    either mode and reported to ``on_deviation``.  ``lenient=True`` also accepts exactly the V2G-AC profile
+    example deviations (see ``docs/model.md``) and reports each to ``on_deviation``.  Documents larger than ``max_size`` bytes, nested deeper than
     ``max_depth``, or carrying a DOCTYPE (hence entities: XXE, billion laughs) are rejected.
     """
     obj, deviations = _parse(data, expected, lenient, max_size, max_depth)
@@ -497,9 +502,10 @@ def _parse(data: bytes | str, expected: type[M] | None, lenient: bool, max_size:
     if not lenient:
         # Documents in the plain form sepgw writes are read straight from the text; the
         # scanner gives up (None) on anything else, and lxml and the decoders below decide.
-        obj = _fast.scan(data, expected, max_depth)
+        versions: list[str] = []
+        obj = _fast.scan(data, expected, max_depth, versions)
         if obj is not None:
-            return obj, []
+            return obj, [_schema_ver_note(obj._sep_spec.tag, v) for v in versions]
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as e:
@@ -520,16 +526,62 @@ def _parse(data: bytes | str, expected: type[M] | None, lenient: bool, max_size:
                          + (f" (expected {expected._sep_spec.tag})" if expected else ""))
     if expected is not None and not issubclass(cls, expected):
         raise ModelError(name, f"expected a {expected._sep_spec.tag} document, got {name}")
+    notes: list[Deviation] = []
+    version = root.get("schemaVer")
+    if version is not None:
+        # IEEE 2030.5-2023 puts schemaVer on the root element of every document; the 2018
+        # schema has no such attribute. Accepted (when well-formed) and ignored.
+        if not _fast.SEP_VERSION.fullmatch(version):
+            raise ModelError(f"{name}/@schemaVer", f"{version[:20]!r} is not a schema version "
+                                                   "(digits.digits, e.g. '2.2')")
+        del root.attrib["schemaVer"]
+        notes.append(_schema_ver_note(name, version))
+    tail = _EDITION_2023_TAIL.get(name)
+    appended: list[Deviation] = []
+    while tail and len(root) and _local(str(root[-1].tag)) in tail and \
+            str(root[-1].tag).startswith(_NSB):
+        # Elements the 2023 edition appended to a 2018 type (at the end of the root's
+        # sequence): their value checked, then ignored.
+        child = root[-1]
+        local = _local(child.tag)
+        text = (child.text or "").strip(" \t\r\n")
+        if len(child) or child.attrib or not _HEX32.fullmatch(text):
+            raise ModelError(f"{name}/{local}", "not a HexBinary32 (IEEE 2030.5-2023 "
+                                                "element)")
+        root.remove(child)
+        appended.insert(0, Deviation(f"{name}/{local}", ELEMENT_2023,
+                                     f"IEEE 2030.5-2023 element {local} {text!r} ignored"))
+    notes += appended
     if not lenient:
         try:
-            return _fast.decoder(cls)(root, 1, max_depth), []
+            return _fast.decoder(cls)(root, 1, max_depth), notes
         except Exception:
             # The generated fast path met something it does not vouch for: the generic
             # decoder decides, and raises the path-qualified ModelError.
             pass
     ctx = _Ctx(lenient, max_depth)
     obj = _decode(cls._sep_spec, root, name, ctx, 1)
-    return obj, ctx.deviations
+    return obj, notes + ctx.deviations
+
+
+SCHEMA_VER = "2023 schemaVer"
+"""The :attr:`Deviation.kind` of a 2023-edition ``schemaVer`` attribute that was ignored."""
+ELEMENT_2023 = "2023 element"
+"""The :attr:`Deviation.kind` of a 2023-edition element that was ignored."""
+EDITION_2023 = frozenset({SCHEMA_VER, ELEMENT_2023})
+"""The kinds of :class:`Deviation` that mean "a 2023-edition document", in any mode."""
+
+#: Elements IEEE 2030.5-2023 appends to a 2018 root type's sequence, which a 2023 client
+#: sends to any server (py20305's DERControlResponse: modesResponded), HexBinary32 each.
+_EDITION_2023_TAIL: dict[str, tuple[str, ...]] = {
+    "DERControlResponse": ("modesResponded", "modesResponded2"),
+}
+_HEX32 = re.compile(r"[0-9A-Fa-f]{1,8}")
+
+
+def _schema_ver_note(root: str, version: str) -> Deviation:
+    return Deviation(f"{root}/@schemaVer", SCHEMA_VER,
+                     f"IEEE 2030.5-2023 schemaVer {version!r} ignored")
 
 
 # -- serializing ------------------------------------------------------------------------------
