@@ -119,9 +119,15 @@ GOOD_TESTS = '''\
 
 # A comment citing V2G-9.1-1 does not count.
 
+from sepgw.evse.tree import EVSEResources
+from sepgw.pev.session import J3072Client
+
 
 class ThingTests:
     """A class docstring citing V2G-9.1-2 does not count."""
+
+    def setUp(self):
+        self.evse = EVSEResources()  # every test of the class drives the EVSE's code
 
     def test_evse(self):
         """
@@ -140,10 +146,12 @@ class ThingTests:
     class Inner:
         def test_nested(self):
             """Nested classes are qualified: V2G-9.10-1."""
+            J3072Client()
 
 
 def test_module_level():
     """Module-level tests count too: V2G-9.1-10."""
+    J3072Client()
 
 
 def test_no_docstring():
@@ -343,11 +351,12 @@ class GeneratorTests(_TreeTestCase):
         self.assertEqual(rows, ["V2G-9-1", "V2G-9.1-1", "V2G-9.1-2", "V2G-9.1-10",
                                 "V2G-9.2-1", "V2G-9.10-1"])
         self.assertIn(
-            "| V2G-9.1-10 | both | mandatory | both ten \\| piped | "
-            "`tests/test_good.py::ThingTests.test_evse`<br>`tests/test_good.py::test_module_level` |",
+            "| V2G-9.1-10 | both | mandatory | both ten \\| piped | EVSE + PEV code | "
+            "`tests/test_good.py::ThingTests.test_evse`<br>`tests/test_good.py::test_module_level` "
+            "| — |",
             text,
         )
-        self.assertIn("| V2G-9.1-2 | PEV | mandatory | pev one | — |", text)
+        self.assertIn("| V2G-9.1-2 | PEV | mandatory | pev one | none | — | — |", text)
 
     def test_deterministic(self) -> None:
         """Generating twice, or from files created in another order, gives identical text."""
@@ -409,3 +418,281 @@ class CheckModeTests(_TreeTestCase):
                                 text=True, cwd=str(root), timeout=60)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertTrue((root / "docs" / "conformance.md").is_file())
+
+
+class EvidenceTests(_TreeTestCase):
+    """tools/conformance.py decides from a test's code which role's real code it drives, and
+    counts a citation as proof only for a requirement of that role."""
+
+    def evidence(self, files: dict[str, str], test: str) -> tuple[str, ...]:
+        """The evidence kinds the scanner gives TEST ("path::Qual.name") in a tree of FILES."""
+        root, cat = self.make_root(files)
+        citations, errors = tool.scan_tests(root, {r.id for r in load_catalogue(cat)})
+        self.assertEqual(errors, [])
+        found = {c.evidence for c in citations if c.test == test}
+        self.assertEqual(len(found), 1, (test, citations))
+        return found.pop()
+
+    def matrix_row(self, files: dict[str, str], rid: str) -> str:
+        root, cat = self.make_root(files)
+        text, errors = tool.generate(root, cat)
+        self.assertEqual(errors, [])
+        rows = [line for line in text.splitlines() if line.startswith(f"| {rid} |")]
+        self.assertEqual(len(rows), 1)
+        return rows[0]
+
+    def test_pev_requirement_needs_pev_code(self) -> None:
+        """A PEV requirement cited by a test that only builds and round-trips model objects is
+        schema evidence, not proven; cited by a test that drives J3072Client it is proven."""
+        model_only = '''\
+        from sepgw.model import MirrorMeterReading, parse, serialize
+        class T:
+            def test_codec(self):
+                """Round trip: V2G-9.1-2."""
+                parse(serialize(MirrorMeterReading(mRID="01")))
+        '''
+        row = self.matrix_row({"tests/test_m.py": model_only}, "V2G-9.1-2")
+        self.assertEqual(row, "| V2G-9.1-2 | PEV | mandatory | pev one | schema only | — | "
+                              "`tests/test_m.py::T.test_codec` |")
+
+        pev = model_only.replace("from sepgw.model import", "from sepgw.pev.session import "
+                                 "J3072Client\n        from sepgw.model import").replace(
+            "parse(serialize(", "J3072Client(); parse(serialize(")
+        row = self.matrix_row({"tests/test_m.py": pev}, "V2G-9.1-2")
+        self.assertEqual(row, "| V2G-9.1-2 | PEV | mandatory | pev one | PEV code | "
+                              "`tests/test_m.py::T.test_codec` | — |")
+        root, cat = self.make_root({"tests/test_m.py": model_only, "tests/test_p.py": pev})
+        text, _ = tool.generate(root, cat)
+        self.assertIn("| PEV | 1/1 | 0/0 | 0/1 | 1/2 (50 %) |", text)
+
+    def test_roles_are_not_interchangeable(self) -> None:
+        """EVSE code proves EVSE and "both" requirements, not PEV ones; the matrix names the
+        other role's code as what the citing test drives."""
+        source = '''\
+        from sepgw.evse.tree import EVSEResources
+        def test_x():
+            """V2G-9.1-1 V2G-9.1-2 V2G-9.1-10"""
+            EVSEResources()
+        '''
+        files = {"tests/test_x.py": source}
+        self.assertEqual(self.evidence(files, "tests/test_x.py::test_x"), ("EVSE",))
+        self.assertIn("| evse one | EVSE code | `tests/test_x.py::test_x` | — |",
+                      self.matrix_row(files, "V2G-9.1-1"))
+        self.assertIn("| pev one | EVSE code (other role) | — | `tests/test_x.py::test_x` |",
+                      self.matrix_row(files, "V2G-9.1-2"))
+        self.assertIn("| EVSE code | `tests/test_x.py::test_x` | — |",
+                      self.matrix_row(files, "V2G-9.1-10"))
+
+    def test_role_modules(self) -> None:
+        """Each module of a role's code gives that role's evidence; sepgw.model gives schema;
+        other sepgw modules (config, PKI) give none."""
+        cases = {
+            "sepgw.pev.http": ("PEV",), "sepgw.service.pev": ("PEV",), "sepgw.events": ("PEV",),
+            "sepgw.evse.notify": ("EVSE",), "sepgw.service.evse": ("EVSE",),
+            "sepgw.net.mdns": ("EVSE",), "sepgw.service.network": ("EVSE",),
+            "sepgw.timebase": ("EVSE",), "sepgw.model.der": ("schema",),
+            "sepgw.config": (), "sepgw.security.pki": (),
+        }
+        for module, expected in cases.items():
+            source = f'''\
+            import {module} as m
+            def test_x():
+                """V2G-9.1-1"""
+                m.anything()
+            '''
+            self.assertEqual(self.evidence({"tests/test_x.py": source}, "tests/test_x.py::test_x"),
+                             expected, module)
+        # "from sepgw import events" and fully dotted uses resolve the same way.
+        source = '''\
+        import sepgw.evse.tree
+        from sepgw import events
+        def test_x():
+            """V2G-9.1-1"""
+            sepgw.evse.tree.EVSEResources(); events.EventEngine()
+        '''
+        self.assertEqual(self.evidence({"tests/test_x.py": source}, "tests/test_x.py::test_x"),
+                         ("EVSE", "PEV"))
+
+    def test_only_code_the_test_reaches_counts(self) -> None:
+        """The test, its class's non-test methods and bases, and module-level functions,
+        classes and constants it reaches (transitively) count; imports the test never uses,
+        other tests of the class and type annotations do not."""
+        source = '''\
+        from sepgw.evse.tree import EVSEResources
+        from sepgw.pev.session import J3072Client
+        from sepgw.model import Time
+
+        def make_pev():
+            return _inner()
+
+        def _inner():
+            return J3072Client()
+
+        PEV = make_pev
+
+        class Base:
+            def setUp(self):
+                self.time = Time()
+
+        class T(Base):
+            def test_model(self):
+                """V2G-9.1-2"""
+                self.time
+
+            def test_other(self):
+                """V2G-9.1-1"""
+                EVSEResources()
+
+            def test_annotated(self, x: J3072Client) -> J3072Client:
+                """V2G-9.1-2"""
+                y: EVSEResources = None
+
+            def test_via_constant(self):
+                """V2G-9.1-2"""
+                PEV()
+
+        class U:
+            def setUp(self):
+                self.pev = make_pev()
+
+            def test_helper(self):
+                """V2G-9.1-2"""
+        '''
+        files = {"tests/test_x.py": source}
+        for test, expected in {
+            "T.test_model": ("schema",),
+            "T.test_other": ("EVSE", "schema"),
+            "T.test_annotated": ("schema",),
+            "T.test_via_constant": ("PEV", "schema"),
+            "U.test_helper": ("PEV",),
+        }.items():
+            self.assertEqual(self.evidence(files, f"tests/test_x.py::{test}"), expected, test)
+
+    def test_follows_helpers_in_other_test_files(self) -> None:
+        """Names imported from other files of the tests tree (absolute or relative imports,
+        module aliases, base classes) are followed into those files, transitively."""
+        files = {
+            "tests/__init__.py": "",
+            "tests/helpers.py": '''\
+            from tests.deeper import build
+            def evse_site():
+                return build()
+            def plain():
+                return 1
+            ''',
+            "tests/deeper.py": '''\
+            from sepgw.evse.controller import PortController
+            def build():
+                return PortController()
+            ''',
+            "tests/bases.py": '''\
+            from sepgw.pev.session import J3072Client
+            class PEVCase:
+                def setUp(self):
+                    self.pev = J3072Client()
+                def test_inherited(self):
+                    """not this file's test"""
+            ''',
+            "tests/test_x.py": '''\
+            from tests.helpers import evse_site, plain
+            from .helpers import evse_site as relative
+            from tests import helpers as h
+            from tests.bases import PEVCase
+            def test_abs():
+                """V2G-9.1-1"""
+                evse_site()
+            def test_rel():
+                """V2G-9.1-1"""
+                relative()
+            def test_alias():
+                """V2G-9.1-1"""
+                h.evse_site()
+            def test_plain():
+                """V2G-9.1-1"""
+                plain()
+            class T(PEVCase):
+                def test_base(self):
+                    """V2G-9.1-2"""
+            ''',
+        }
+        for test, expected in {"test_abs": ("EVSE",), "test_rel": ("EVSE",),
+                               "test_alias": ("EVSE",), "test_plain": (),
+                               "T.test_base": ("PEV",)}.items():
+            self.assertEqual(self.evidence(files, f"tests/test_x.py::{test}"), expected, test)
+
+    def test_scripted_pev_is_a_test_double(self) -> None:
+        """tests/scripted_pev.py is not the PEV's real code, even when it uses PEV modules:
+        only its schema use counts."""
+        files = {
+            "tests/scripted_pev.py": '''\
+            from sepgw.events import control_response
+            from sepgw.model import Response
+            def run():
+                return control_response(), Response()
+            ''',
+            "tests/test_x.py": '''\
+            from tests import scripted_pev as script
+            def test_x():
+                """V2G-9.1-2"""
+                script.run()
+            ''',
+        }
+        self.assertEqual(self.evidence(files, "tests/test_x.py::test_x"), ("schema",))
+        self.assertIn("| schema only | — |", self.matrix_row(files, "V2G-9.1-2"))
+
+    def test_real_processes_and_plugins(self) -> None:
+        """`twistd sepgw` / `twistd sepgw-pev` processes, bundled plugins looked up by kind and
+        name or imported as drop-ins, and scripts run in a child interpreter count; a scripted
+        PEV process does not."""
+        source = '''\
+        import importlib, sys
+        from tests.processes import TWISTD, Process
+        from sepgw.registry import PluginRegistry
+        SCRIPT = """\\
+        from sepgw.net.mdns import EVSEAnnouncer
+        EVSEAnnouncer()
+        """
+        def test_evse_process():
+            """V2G-9.1-1"""
+            Process.twistd("sepgw", "evse.toml")
+        def test_pev_process():
+            """V2G-9.1-2"""
+            Process(["ip", "netns", "exec", "pev", TWISTD, "-n", "sepgw-pev", "--config", "x"])
+        def test_scripted():
+            """V2G-9.1-2"""
+            Process([sys.executable, "-m", "tests.scripted_pev", "https://[::1]/dcap"])
+        def test_policy():
+            """V2G-9.1-1"""
+            PluginRegistry.discover([]).find("policy", "j3072")
+        def test_inverter():
+            """V2G-9.1-2"""
+            importlib.import_module("sepgw.dropins.sim_inverter")
+        def test_other_plugin():
+            """V2G-9.1-1"""
+            PluginRegistry.discover([]).find("contactor", "simulated")
+        def test_script():
+            """V2G-9.1-1"""
+            Process([sys.executable, "-c", SCRIPT])
+        '''
+        files = {"tests/processes.py": "TWISTD = 'twistd'\nclass Process: pass\n",
+                 "tests/test_x.py": source}
+        for test, expected in {"test_evse_process": ("EVSE",), "test_pev_process": ("PEV",),
+                               "test_scripted": (), "test_policy": ("EVSE",),
+                               "test_inverter": ("PEV",), "test_other_plugin": (),
+                               "test_script": ("EVSE",)}.items():
+            self.assertEqual(self.evidence(files, f"tests/test_x.py::{test}"), expected, test)
+
+    def test_real_tree_classification(self) -> None:
+        """On the repository's own tests: a codec round-trip test is schema evidence, the PEV
+        client sequence test drives the PEV, the scripted-PEV end-to-end test drives only the
+        EVSE."""
+        citations, errors = tool.scan_tests(REPO_ROOT, {r.id for r in load_catalogue()})
+        self.assertEqual(errors, [])
+        by_test = {c.test: c.evidence for c in citations}
+        self.assertEqual(
+            by_test["tests/test_model_roundtrip.py::ProfileContentTests.test_meter_reading_sign"],
+            ("schema",))
+        self.assertIn("PEV", by_test["tests/test_pev_client.py::SequenceTests.test_metrology"])
+        self.assertEqual(
+            by_test["tests/test_e2e_evse.py::ScriptedPEVTests.test_section5_sequence_over_tls"],
+            ("EVSE",))
