@@ -80,7 +80,7 @@ class CheckConfigTests(CLITestCase):
         path = ETC / "pev.toml"
         status, out, err = self.run_cli("check-config", str(path), "--role", "evse")
         self.assertEqual((status, out), (1, ""))
-        self.assertIn("  pev: unknown key; allowed keys: gateway,", err)
+        self.assertRegex(err, r"  pev: unknown key; allowed keys: [^\n]*\bgateway, ")
         self.assertIn("  ports: required array of tables is missing", err)
         status, out, err = self.run_cli("check-config", "--role", "pev", str(path))
         self.assertEqual((status, err), (0, ""))

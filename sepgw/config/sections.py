@@ -361,6 +361,89 @@ def _unique_port_names(root: dict[str, Any]) -> Iterator[tuple[str, str]]:
             seen[port["name"]] = i
 
 
+def _bus(value: str) -> str | None:
+    if value in ("system", "session"):
+        return None
+    if not value.startswith(("unix:", "tcp:", "nonce-tcp:")):
+        return (f"{value!r} must be 'system', 'session' or a D-Bus address such as "
+                f"'unix:path=/run/dbus/system_bus_socket'")
+    return None
+
+
+def _dbus(name: str, doc: str, extra: dict[str, Key] | None = None) -> Section:
+    return Section(
+        {
+            "enabled": Key("bool", False, doc="Serve the D-Bus interface (docs/dbus.md)."),
+            "bus": Key("str", "system", doc="`system`, `session`, or a D-Bus address "
+                       "(e.g. `unix:path=/run/dbus/system_bus_socket`).", validator=_bus),
+            "name": Key("str", name, doc="Well-known bus name to own (the system bus "
+                        "policy etc/dbus-1/system.d/org.sepgw.Gateway.conf allows "
+                        "org.sepgw.Gateway and org.sepgw.Pev).", non_empty=True),
+            **(extra or {}),
+        },
+        doc=doc,
+    )
+
+
+def _console_rules(c: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """A console off loopback needs a credential; TLS material comes in pairs."""
+    if c["token"] is not None and c["token_file"] is not None:
+        yield "token_file", "give either token or token_file, not both"
+    if (c["tls_cert"] is None) != (c["tls_key"] is None):
+        yield "tls_key" if c["tls_key"] is None else "tls_cert", \
+            "tls_cert and tls_key go together"
+    if c["client_ca"] is not None and c["tls_cert"] is None:
+        yield "client_ca", "mutual TLS needs the console's own tls_cert and tls_key"
+    if not c["enabled"]:
+        return
+    address = c["address"]
+    try:
+        loopback = address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        yield "address", f"{address!r} is not an IP address (or 'localhost')"
+        return
+    if not loopback and c["token"] is None and c["token_file"] is None \
+            and c["client_ca"] is None:
+        yield "address", (f"{address!r} is not a loopback address: the console then needs a "
+                          "credential, token / token_file or client_ca (mutual TLS)")
+
+
+def _console(port: int, doc: str) -> Section:
+    return Section(
+        {
+            "enabled": Key("bool", False, doc="Serve the web console (docs/console.md)."),
+            "address": Key("str", "127.0.0.1", doc="Listen address; anything but loopback "
+                           "needs token, token_file or client_ca.", non_empty=True),
+            "port": Key("int", port, doc="TCP port (never the 2030.5 server's; 0: any free "
+                        "port).", min=0, max=65535),
+            "token": Key("str", None, doc="Bearer token required by every API request "
+                         "(at least 16 characters).",
+                         validator=lambda v: None if len(v) >= 16 else
+                         "must be at least 16 characters"),
+            "token_file": Key("path", None, doc="File whose first line is the token (keep it "
+                              "mode 0600)."),
+            "tls_cert": Key("path", None, doc="PEM certificate: serve HTTPS instead of HTTP."),
+            "tls_key": Key("path", None, doc="PEM private key of `tls_cert`."),
+            "client_ca": Key("path", None, doc="PEM CA certificates: require a client "
+                             "certificate they issued (mutual TLS)."),
+            "push_interval_s": Key("float", 0.5, doc="Live updates are pushed at most this "
+                                   "often, s.", min=0.05, max=60),
+            "meter_window_s": Key("float", 300.0, doc="Meter samples kept for the plots, s.",
+                                  min=10, max=3600),
+        },
+        doc=doc,
+        rules=[_console_rules],
+    )
+
+
+def _console_port(root: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    console = root.get("console") or {}
+    server = root.get("server") or {}
+    if console.get("enabled") and console.get("port") and \
+            console.get("port") == server.get("port"):
+        yield "console.port", "must not be the 2030.5 server's (vehicle-facing) port"
+
+
 EVSE_SCHEMA = Section(
     {
         "gateway": _common("The gateway itself.", "/var/lib/sepgw"),
@@ -375,13 +458,20 @@ EVSE_SCHEMA = Section(
                            "channel (`sepgw ctl`); off when absent.")},
             doc="Local operator commands: status, coordinated charging (opModFixedW).",
         ),
+        "dbus": _dbus("org.sepgw.Gateway", "D-Bus interface: each port's status as properties "
+                      "with PropertiesChanged signals, the operator commands as methods.",
+                      {"meter_interval_s": Key("float", 1.0, doc="Meter values are "
+                                               "signalled at most this often, s.", min=0.1,
+                                               max=3600)}),
+        "console": _console(8470, "Web console: live ports, meter plots, session timelines, "
+                            "operator actions (docs/console.md)."),
         "policy": PluginRef("policy", doc="Authorization policy; without one no PEV is ever "
                                           "authorized to discharge.", optional=True),
         "uplink": PluginRef("uplink", doc="DME uplink to a utility.", optional=True),
         "ports": ArrayOf(PORT, doc="The charger's ports (`[[ports]]`).", min_items=1),
         "logging": LOGGING,
     },
-    rules=[_unique_port_names],
+    rules=[_unique_port_names, _console_port],
 )
 
 # --------------------------------------------------------------------------------------------
@@ -502,6 +592,10 @@ PEV_SCHEMA = Section(
                            "wake); off when absent.")},
             doc="Local commands to the PEV (sleep/wake on command, 4.8.3).",
         ),
+        "dbus": _dbus("org.sepgw.Pev", "D-Bus interface: the J3072 state as properties with "
+                      "PropertiesChanged signals, sleep and wake as methods."),
+        "console": _console(8471, "Web console: the J3072 sequence live, the inverter "
+                            "against its controls, sleep and wake (docs/console.md)."),
         "transport": PluginRef("transport", doc="The vehicle's link to the EVSE."),
         "inverter": PluginRef("inverter", doc="The onboard inverter."),
         "logging": LOGGING,

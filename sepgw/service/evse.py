@@ -7,6 +7,7 @@ else stops, so the contactor is left open whatever happens next.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import IService
@@ -127,16 +128,34 @@ class EVSEGateway(RoleService):
             from sepgw.service.network import port_of_connection
 
             port_of = port_of_connection(networks)
-        self.http = EVSEHTTPServer(self.resources, max_body=server["max_body_bytes"],
-                                   port_of=port_of)
+        self.http = EVSEHTTPServer(self.resources, limits=HTTPLimits.from_config(server),
+                                   port_of=port_of, clock=reactor)
         self.https = HTTPSService(reactor, server["addresses"], server["port"],
-                                  server_connection_creator(self.tls), self.http.site())
+                                  server_connection_creator(self.tls), self.http.site(),
+                                  limits=ConnectionLimits(server["max_connections"],
+                                                          server["max_connections_per_peer"]))
         self.https.setServiceParent(self)
 
         if self.uplink is not None:
+            self.dme_site.attach([p.controller for p in self.ports], self.coordinator)
             self.uplink.set_control_sink(self.uplink_control)
             self._telemetry = LoopingCall(self.publish_telemetry)
             self._telemetry.clock = reactor
+        if config["dbus"]["enabled"]:  # txdbus imported only then (idle RSS)
+            from sepgw.service.dbus import evse_dbus
+
+            evse_dbus(self, config["dbus"]).setServiceParent(self)
+        if config["console"]["enabled"]:  # sepgw.console imported only then (idle RSS)
+            from sepgw.console import evse_console
+
+            try:
+                evse_console(self, config["console"]).setServiceParent(self)
+            except ValueError as e:
+                raise StartupError(f"{config.source}: {e}") from e
+        if os.environ.get("NOTIFY_SOCKET"):  # under systemd: READY once HTTPS listens
+            from sepgw.service.systemd import evse_notifier
+
+            evse_notifier(self).setServiceParent(self)  # last child: starts last, stops first
 
     def _port_network(self, index: int, name: str, transport: Any) -> Any:
         """The port's network plane, when ``[network] enabled`` (needs the transport's
