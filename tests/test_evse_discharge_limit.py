@@ -26,6 +26,7 @@ def connect(s: Site, i: int, client: str, discharge_w: int | None, max_w: int = 
     session = s.resources.sessions[i]
     s.resources.put(f"{session.edev}/der/1/ders",
                     dataclasses.replace(settings, setMaxDischargeRateW=rate), s.ids[client])
+    s.clock.advance(0)  # the next reactor turn: the site shares are served
 
 
 class DischargeLimitTests(SynchronousTestCase):

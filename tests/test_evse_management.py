@@ -521,6 +521,45 @@ class UpdateTests(unittest.TestCase):
             if c.href not in (old.href, new.href):
                 self.assertEqual(c, self.before[c.href])
 
+    def test_superseded_retired_and_list_bounded(self) -> None:
+        """V2G-4.7.1-3 (2030.5 §10.2.3): a function changed 20 times a second apart keeps at
+        most 2 superseded controls listed beside the one in effect (10 + 2 in all for the
+        9 functions configured); one answered with Superseded (7) is retired at the next
+        change, one answered otherwise stays; a retired control can still be the subject of
+        a Response (all_controls), the curves of retired controls are not listed."""
+        cfg = copy.deepcopy(self.cfg)
+        for n in range(20):
+            cfg["freq_droop"]["k_of"] = 0.01 + n / 1000
+            self.m.update(cfg, NOW + n)
+            self.assertLessEqual(len(self.m.controls), 9 + 2)
+        droop = [c for c in self.m.controls if c.DERControlBase.opModFreqDroop is not None]
+        self.assertEqual([c.EventStatus.currentStatus for c in droop].count(
+            EventStatusCode.SUPERSEDED), 2)
+        older, newer = sorted((c for c in droop if c.EventStatus.currentStatus
+                               == EventStatusCode.SUPERSEDED), key=lambda c: c.creationTime)
+        self.assertFalse(self.m.acknowledge(older.mRID, 2))  # Started: not the answer
+        self.assertTrue(self.m.acknowledge(newer.mRID, 7))
+        cfg["freq_droop"]["k_of"] = 0.05
+        changes = self.m.update(cfg, NOW + 20)
+        self.assertIn(newer, changes.removed)
+        self.assertNotIn(newer.mRID, [c.mRID for c in self.m.controls])
+        self.assertIn(older.mRID, [c.mRID for c in self.m.controls])
+        self.assertIn(newer.mRID, [c.mRID for c in self.m.all_controls()])
+        self.assertEqual(len(self.m.curves), 7)  # the 7 curve functions did not change
+
+    def test_unanswered_retired_after_grace(self) -> None:
+        """V2G-4.7.1-3: a superseded control nobody answered is retired at the first change
+        of its function 5 s or more later (five 1 s polls of the DERControlList)."""
+        cfg = copy.deepcopy(self.cfg)
+        cfg["freq_droop"]["k_of"] = 0.04
+        (old,) = self.m.update(cfg, NOW).superseded
+        cfg["freq_droop"]["k_of"] = 0.03
+        self.m.update(cfg, NOW + 4)
+        self.assertIn(old.mRID, [c.mRID for c in self.m.controls])
+        cfg["freq_droop"]["k_of"] = 0.02
+        self.m.update(cfg, NOW + 5)
+        self.assertNotIn(old.mRID, [c.mRID for c in self.m.controls])
+
     def test_list_order(self) -> None:
         """The DERControlList is in 2030.5 order: start time ascending, then the newest
         creationTime first (so the superseding control follows the older ones)."""

@@ -108,6 +108,7 @@ class Site:
                            (f"{edev}/der/1/dera", script.der_availability(now))):
             self.resources.put(href, parse(body), ident)
         self.heartbeat(i, client, status=3)
+        self.clock.advance(0)  # the next reactor turn: the site shares are served
         return session
 
     def heartbeat(self, i: int = 0, client: str = "pev", status: int = 0) -> None:
@@ -402,6 +403,7 @@ class SharingTests(SynchronousTestCase):
                 self.assertLessEqual(sum(watts), 10000)
                 self.assertGreater(sum(watts), 10000 - (n + 1) * 1)
         s.ports[3].link_down("unplugged")
+        s.clock.advance(0)  # the next reactor turn: the site shares are served
         watts = [p * 6500 / 10000 for p in limits()]
         self.assertEqual(len(watts), 3)
         self.assertLessEqual(sum(watts), 10000)

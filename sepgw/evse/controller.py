@@ -15,13 +15,16 @@ the LFDI and the reasons.
 
 :class:`SiteCoordinator` shares the site's active-power limit among the authorized PEVs
 (4.6.1.1): when more than one is authorized each gets an opModMaxLimW DERControl that keeps
-the sum within the site limit, and gets more back when another leaves.
+the sum within the site limit, and gets more back when another leaves. Changes of the
+authorized set in one reactor turn are shared out once, in the next turn, and only PEVs
+whose share value changed get a new DERControl.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from twisted.logger import Logger
@@ -191,6 +194,10 @@ class PortController:
         self._evaluate(f"PEV wrote {type(resource).__name__}")
 
     def response_received(self, session: PEVSession, response: Any) -> None:
+        if response.subject is not None and response.status is not None:
+            # A superseded or cancelled DERControl answered may be retired from the list.
+            self.resources.management(session).acknowledge(bytes(response.subject),
+                                                           int(response.status))
         if not self.granted:
             self._evaluate("DERControl response received")
 
@@ -294,13 +301,13 @@ class PortController:
         if changed:
             self.gatekeeper.set_authorized(granted, pev_max_w)
             if self.coordinator is not None:
-                self.coordinator.rebalance()
+                self.coordinator.rebalance(self)
             for observer in list(self.authorization_observers):
                 observer(granted)
         elif granted and pev_max_w != self._granted_max_w:
             # New DERSettings while authorized: the limit follows them.
             if self.coordinator is not None:
-                self.coordinator.rebalance()
+                self.coordinator.rebalance(self)
             else:
                 self.gatekeeper.set_limit(pev_max_w)
         self._granted_max_w = pev_max_w if granted else None
@@ -383,44 +390,225 @@ class PortController:
             self.resources.clear_control(self.session, FIXED_W_KEY)
 
 
+HEADROOM_DIVISOR = 16
+"""With N authorized PEVs the shares are computed as if N + N // 16 shared the site (none
+extra below 16 PEVs): the reserve lets the next arrivals take a share without lowering
+anyone else's."""
+
+SHARE_CHUNK = 32
+"""At most this many new share DERControls per reactor turn; the rest follow in the next
+turns (lowered shares first), so that re-sharing among hundreds of PEVs never blocks the
+reactor for long (a PEV has 3 s to follow a lowered limit, V2G-4.8.1.2-3)."""
+
+
 class SiteCoordinator:
-    """Shares the site active-power limit among the authorized PEVs (4.6.1.1)."""
+    """Shares the site active-power limit among the authorized PEVs (4.6.1.1).
+
+    Every authorized PEV may use up to a common *level* of watts (its own limit when that is
+    lower: water-filling, :func:`share`), and the shares never add up to more than the
+    site limit. The level is sticky: it stays as long as the shares fit within the site and
+    the level is not below the one computed with twice the reserve
+    (:data:`HEADROOM_DIVISOR`); otherwise it is computed anew with the reserve. Below 16
+    PEVs there is no reserve, so the level is exactly the fair share and the whole site is
+    used. So an arrival usually gets a share from the reserve and nobody else's changes,
+    and a departure usually changes nothing.
+
+    :meth:`rebalance` asks for an update; it runs once in the next reactor turn
+    (``callLater(0)`` on the ports' clock), so PEVs arriving and leaving in the same turn
+    cost one update. Only PEVs whose opModMaxLimW value changed get a new DERControl (at
+    most :data:`SHARE_CHUNK` per turn) and a new gatekeeper limit.
+    """
 
     log = Logger()
 
-    def __init__(self, site_max_w: float) -> None:
+    def __init__(self, site_max_w: float, clock: Any = None) -> None:
         self.site_max_w = site_max_w
         self.ports: list[PortController] = []
-        self.allocation: dict[str, float] = {}
+        self.level = math.inf
+        """The common share level in watts (inf: every PEV gets its own limit)."""
+        self.updates = 0
+        """Updates run so far (one per reactor turn with a change of the authorized set)."""
+        self.issued = 0
+        """Share DERControls issued so far (new or superseding)."""
+        self._clock = clock
+        self._shared = False
+        self._pending: Any = None
+        self._draining: Any = None
+        self._dirty: set[PortController] = set()
+        self._wants: dict[str, float] = {}
+        """Port name → the watts each authorized PEV may want (its limit, else the site's)."""
+        self._want: dict[str, _Share] = {}
+        """Port name → what to serve each port with a session."""
+        self._served: dict[str, _Share] = {}
+        """Port name → what was last served to it."""
+        self._todo: set[str] = set()
+        """Ports whose wanted share differs from the served one."""
+
+    @property
+    def allocation(self) -> dict[str, float]:
+        """Port name → watts it may discharge, for each authorized PEV (when 2 or more)."""
+        if len(self._wants) < 2:
+            return {}
+        return {k: min(w, self.level) for k, w in self._wants.items()}
 
     def add(self, port: PortController) -> None:
         self.ports.append(port)
+        if self._clock is None:
+            self._clock = port._clock
 
-    def rebalance(self) -> None:
-        authorized = [p for p in self.ports if p.granted and p.session is not None]
-        wants = {p.name: _or_site(p.pev_max_w(), self.site_max_w) for p in authorized}
-        self.allocation = share(self.site_max_w, wants)
-        for port in self.ports:
+    def rebalance(self, port: PortController | None = None) -> None:
+        """``port``'s authorization or limit changed (None: any port's may have): the
+        shares are recomputed in the next reactor turn, once for all such changes."""
+        self._dirty.update(self.ports if port is None else (port,))
+        if self._clock is None:
+            self.update()
+        elif self._pending is None:
+            self._pending = self._clock.callLater(0, self.update)
+
+    def update(self) -> None:
+        """Recompute the shares now and serve those that changed."""
+        if self._pending is not None:
+            if self._pending.active():
+                self._pending.cancel()
+            self._pending = None
+        self.updates += 1
+        site = self.site_max_w
+        dirty, self._dirty = self._dirty, set()
+        wants = self._wants
+        for port in dirty:
+            if port.granted and port.session is not None:
+                # _granted_max_w: pev_max_w() as of its last grant or DERSettings change.
+                wants[port.name] = _or_site(port._granted_max_w, site)
+            else:
+                wants.pop(port.name, None)
+        shared = len(wants) > 1
+        level = self._new_level() if shared else math.inf
+        if level != self.level or shared != self._shared:
+            self.level, self._shared = level, shared
+            dirty = set(self.ports)
+        want, served, todo = self._want, self._served, self._todo
+        for port in dirty:
+            name = port.name
             session = port.session
             if session is None:
+                want.pop(name, None)
+                served.pop(name, None)  # that session ended: its controls went with it
+                todo.discard(name)
                 continue
-            if port.name not in self.allocation or len(authorized) < 2:
-                port.resources.clear_control(session, SHARE_KEY)
-                port.gatekeeper.set_limit(port.pev_max_w())
-                continue
-            allowed = self.allocation[port.name]
-            pev_max = wants[port.name]
-            # opModMaxLimW: hundredths of a percent of the PEV's setMaxW, rounded down so
-            # that the sum stays within the site limit.
-            value = (min(10000, math.floor(allowed / pev_max * 10000)) if pev_max > 0
-                     else 0)
-            port.resources.set_control(session, SHARE_KEY, "opModMaxLimW", value,
-                                       "Site share")
-            port.gatekeeper.set_limit(pev_max * value / 10000)
-        if len(authorized) > 1:
-            self.log.info("Site limit {site:g} W shared: {shares}", site=self.site_max_w,
-                          shares=", ".join(f"{k} {v:.0f} W" for k, v in
-                                           sorted(self.allocation.items())))
+            pev_max = wants.get(name)
+            if pev_max is None or not shared:
+                new = _Share(session, None, pev_max if pev_max is not None
+                             else port.pev_max_w())
+            else:
+                # opModMaxLimW: hundredths of a percent of the PEV's setMaxW, rounded down
+                # so that the sum stays within the site limit.
+                value = (min(10000, math.floor(min(pev_max, level) / pev_max * 10000))
+                         if pev_max > 0 else 0)
+                new = _Share(session, value, pev_max)
+            want[name] = new
+            old = served.get(name)
+            if old is not None and old.session is not session:
+                old = None
+            if old is None and new.value is None:
+                # No share to withdraw; the grant itself set the gatekeeper's limit.
+                served[name] = new
+                todo.discard(name)
+            elif old is None or not old.same(new):
+                todo.add(name)
+            else:
+                todo.discard(name)
+        self._drain()
+
+    def _new_level(self) -> float:
+        """Keep the current level while it fits and is not too low, else a new one.
+
+        With f(L) = Σ min(want, L): the level fits while f(level) <= site, and it is not
+        below the level computed with 2 × reserve extra PEVs while f(level) + 2 × reserve
+        × level >= site (f is increasing), so the check is one pass without sorting."""
+        site = self.site_max_w
+        level = self.level
+        values = self._wants.values()
+        reserve = len(values) // HEADROOM_DIVISOR
+        if level < math.inf:
+            used = sum(min(w, level) for w in values)
+            # (a relative 1e-9 for float sums: the values served are rounded down anyway)
+            if used <= site * (1 + 1e-9) and used + 2 * reserve * level >= site:
+                return level
+        elif sum(values) <= site and reserve == 0:
+            return level  # everyone still fits (with a reserve, inf is not sticky)
+        return _level(site, sorted(values), reserve)
+
+    def _drain(self) -> None:
+        """Serve what changed: lowered shares first, at most SHARE_CHUNK new controls."""
+        if self._draining is not None and self._draining.active():
+            self._draining.cancel()  # this call does its work; one more is set if needed
+        self._draining = None
+        served = self._served
+        by_name = {p.name: p for p in self.ports} if self._todo else {}
+
+        def lowered(name: str) -> bool:
+            new, old = self._want[name], served.get(name)
+            return new.value is not None and (old is None or old.value is None
+                                              or new.value < old.value)
+
+        budget = SHARE_CHUNK
+        changed = 0
+        for name in sorted(self._todo, key=lambda n: not lowered(n)):
+            port = by_name[name]
+            new = self._want[name]
+            old = served.get(name)
+            old_value = old.value if old is not None else None
+            if new.value != old_value:
+                if budget == 0:
+                    self._draining = self._clock.callLater(0, self._drain)
+                    break
+                budget -= 1
+                changed += 1
+                if new.value is None:
+                    port.resources.clear_control(new.session, SHARE_KEY)
+                else:
+                    port.resources.set_control(new.session, SHARE_KEY, "opModMaxLimW",
+                                               new.value, "Site share")
+                    self.issued += 1
+            served[name] = new
+            self._todo.discard(name)
+            port.gatekeeper.set_limit(new.pev_max if new.value is None or new.pev_max is None
+                                      else new.pev_max * new.value / 10000)
+        if changed and len(self._wants) > 1:
+            detail = (", ".join(f"{k} {v:.0f} W" for k, v in sorted(self.allocation.items()))
+                      if len(self._wants) <= 8 else
+                      f"{len(self._wants)} PEVs, at most {self.level:.0f} W each")
+            self.log.info("Site limit {site:g} W shared: {shares} ({changed} share "
+                          "DERControls changed)", site=self.site_max_w, shares=detail,
+                          changed=changed)
+
+
+@dataclass(frozen=True, eq=False)
+class _Share:
+    """What a port is served: its session, the opModMaxLimW value (None: no share
+    control) and the PEV limit the value is a share of."""
+    session: PEVSession
+    value: int | None
+    pev_max: float | None
+
+    def same(self, other: "_Share") -> bool:
+        return (self.session is other.session and self.value == other.value
+                and self.pev_max == other.pev_max)
+
+
+def _level(site_max_w: float, ordered: Sequence[float], extra: int) -> float:
+    """The water-filling level of ``site_max_w`` among PEVs wanting ``ordered`` W (rising)
+    and ``extra`` more that want all they can get; inf when everyone fits."""
+    remaining = site_max_w
+    count = len(ordered) + extra
+    for w in ordered:
+        if count == 0:
+            break
+        if w * count > remaining:
+            return remaining / count
+        remaining -= w
+        count -= 1
+    return remaining / count if count else math.inf
 
 
 def _or_site(pev_max_w: float | None, site_max_w: float) -> float:

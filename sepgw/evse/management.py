@@ -41,10 +41,20 @@ EventStatus currentStatus 4 (Superseded) dated now. "Superseded" is the status t
 give an event replaced by one of the same program targeting exactly the same control;
 ``potentiallySuperseded`` is for partial overlaps and stays false. A function that is
 no longer configured has its DERControl Cancelled (currentStatus 2) dated now, so the PEV
-disables it (V2G-4.9.1-2). Superseded and cancelled events are kept in the collection, as
-the rules require, for the rest of the PEV session (their scheduled period is 2^32 - 1 s).
-An update within the same second as the control it supersedes gives both the same start;
-the explicit Superseded status still tells the PEV which one to follow.
+disables it (V2G-4.9.1-2). An update within the same second as the control it supersedes
+gives both the same start; the explicit Superseded status still tells the PEV which one to
+follow.
+
+A superseded or cancelled DERControl stays listed, with its status, until the PEV has seen
+it: it is retired (no longer listed) at the next change of the same function once the PEV
+has posted its Superseded (7) or Cancelled (6) Response (:meth:`acknowledge`), or
+:data:`RETIRE_GRACE_S` after it was superseded; and at most :data:`RETIRED_KEPT` of them are
+kept per function whatever happens. So a DERControlList holds at most
+``(1 + RETIRED_KEPT)`` controls per function, however often a function changes (the site
+share changes with every arrival and departure). A PEV that never saw a retired control's
+status finds it gone from the list, which the 2030.5 event rules treat as cancelled; the
+control superseding it is in the same list, so no instant is left without one in effect.
+A Response naming a recently retired control is still accepted (:meth:`all_controls`).
 
 The profile's examples (section 5) are informative and not always consistent with the
 schema: they show opModFreqDroop dead bands as absolute frequencies (dBOF 61000 or 6100),
@@ -57,6 +67,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -69,7 +80,8 @@ from sepgw.model import (
 from sepgw.model.paging import sort_list
 
 __all__ = [
-    "CURVE_MULTIPLIER", "DURATION_FOREVER", "PF_MULTIPLIER", "RESPONSE_REQUIRED", "VAR_REF",
+    "CURVE_MULTIPLIER", "DURATION_FOREVER", "PF_MULTIPLIER", "RESPONSE_REQUIRED",
+    "RETIRE_GRACE_S", "RETIRED_KEPT", "VAR_REF",
     "Function", "FUNCTIONS",
     "ENTER_SERVICE_FIELDS", "ManagementError", "ManagementChanges", "ManagementInformation",
     "check_management", "enter_service_settings", "function_value", "random_mrid",
@@ -80,6 +92,19 @@ DURATION_FOREVER = 0xFFFFFFFF
 
 RESPONSE_REQUIRED = ResponseRequired.MESSAGE_RECEIVED | ResponseRequired.SPECIFIC_RESPONSE
 """responseRequired of every management DERControl: bits 0 and 1 (V2G-4.6.3-4/-8)."""
+
+RETIRE_GRACE_S = 5.0
+"""How long a superseded or cancelled DERControl stays listed without its Response: five
+DERControlList polls at the profile's 1 s rate (a subscribed PEV is notified at once)."""
+
+RETIRED_KEPT = 2
+"""At most this many superseded or cancelled DERControls listed per function."""
+
+_FORGOTTEN_KEPT = 64
+"""Retired DERControls still accepted as the subject of a late Response, per session."""
+
+_TERMINAL_RESPONSE = {EventStatusCode.SUPERSEDED: 7, EventStatusCode.CANCELLED: 6}
+"""The Response status (2030.5 Table 27) a client posts when it sees the event status."""
 
 VAR_REF = DERUnitRefType.STAT_VAR_AVAIL
 """What reactive-power percentages refer to: ``[management]`` documents them as "% var
@@ -290,6 +315,10 @@ class _Issued:
     spec: Any
     control: DERControl
     curve: DERCurve | None
+    retired_at: float | None = None
+    """When it was superseded or cancelled (None while in effect)."""
+    acknowledged: bool = False
+    """The PEV posted the Response for its Superseded or Cancelled status."""
 
 
 @dataclass
@@ -301,14 +330,16 @@ class ManagementChanges:
     """Controls now marked Superseded (as they are now served)."""
     cancelled: list[DERControl] = field(default_factory=list)
     """Controls of functions no longer configured, now marked Cancelled."""
+    removed: list[DERControl] = field(default_factory=list)
+    """Superseded or cancelled controls no longer listed (retired)."""
     curves: list[DERCurve] = field(default_factory=list)
     """New DERCurves."""
     default_changed: bool = False
     """The Enter Service settings of the DefaultDERControl changed."""
 
     def __bool__(self) -> bool:
-        return bool(self.issued or self.superseded or self.cancelled or self.curves
-                    or self.default_changed)
+        return bool(self.issued or self.superseded or self.cancelled or self.removed
+                    or self.curves or self.default_changed)
 
 
 class ManagementInformation:
@@ -331,6 +362,7 @@ class ManagementInformation:
         self._mrid = mrid
         self._site = site
         self._issued: list[_Issued] = []
+        self._forgotten: deque[DERControl] = deque(maxlen=_FORGOTTEN_KEPT)
         self._current: dict[str, _Issued] = {}
         self._extra: dict[str, _Issued] = {}
         self._n_controls = 0
@@ -344,13 +376,27 @@ class ManagementInformation:
 
     @property
     def controls(self) -> list[DERControl]:
-        """Every DERControl of the DERControlList (in effect, superseded or cancelled), in
-        2030.5 list order."""
+        """Every DERControl of the DERControlList (in effect, or superseded or cancelled and
+        not yet retired), in 2030.5 list order."""
         return sort_list((i.control for i in self._issued), DERControl)
 
     def all_controls(self) -> list[DERControl]:
-        """Every DERControl issued this session (the subjects a Response may name)."""
-        return [i.control for i in self._issued]
+        """The DERControls a Response may name: those listed, and the last
+        ``_FORGOTTEN_KEPT`` retired ones (a late Superseded Response is no error)."""
+        return [i.control for i in self._issued] + list(self._forgotten)
+
+    def acknowledge(self, mrid: bytes, status: int) -> bool:
+        """The PEV posted a Response ``status`` about DERControl ``mrid``: a superseded
+        (cancelled) control answered 7 Superseded (6 Cancelled) may be retired at the next
+        change of its function. True when that made it retirable."""
+        for issued in self._issued:
+            if issued.control.mRID == mrid:
+                if issued.retired_at is None or issued.acknowledged:
+                    return False
+                want = _TERMINAL_RESPONSE.get(issued.control.EventStatus.currentStatus)
+                issued.acknowledged = status == want
+                return issued.acknowledged
+        return False
 
     def current(self) -> list[DERControl]:
         """The DERControls in effect: one per configured function, in Table 5 order."""
@@ -371,20 +417,28 @@ class ManagementInformation:
     def set_extra(self, key: str, opmod: str, value: Any, description: str, now: float
                   ) -> ManagementChanges:
         """Serve a DERControl ``key`` carrying ``opmod`` = ``value`` from ``now`` on; an
-        earlier one of the same ``key`` is superseded. Nothing changes for the same value."""
+        earlier one of the same ``key`` is superseded. Nothing changes for the same value.
+
+        These controls are not management information (V2G-4.6.3-5 does not apply): one
+        that supersedes another keeps its start, so that a PEV whose idea of the server's
+        time lags a little never sees the new one as not yet started (no gap in the
+        limit); its later creationTime and the Superseded status say which one wins."""
         changes = ManagementChanges()
         old = self._extra.get(key)
         if old is not None and old.spec == (opmod, value):
             return changes
         t = int(now)
+        start = t
         if old is not None:
-            self._retire(old, EventStatusCode.SUPERSEDED, t, changes.superseded)
+            start = min(t, old.control.interval.start)
+            self._retire(old, EventStatusCode.SUPERSEDED, now, changes.superseded)
         fn = Function(key, opmod, description)
-        issued = self._issue(fn, value, t)
+        issued = self._issue(fn, value, t, start)
         issued.spec = (opmod, value)
         self._issued.append(issued)
         self._extra[key] = issued
         changes.issued.append(issued.control)
+        self._prune(key, now, changes)
         return changes
 
     def clear_extra(self, key: str, now: float) -> ManagementChanges:
@@ -392,15 +446,35 @@ class ManagementInformation:
         changes = ManagementChanges()
         old = self._extra.pop(key, None)
         if old is not None:
-            self._retire(old, EventStatusCode.CANCELLED, int(now), changes.cancelled)
+            self._retire(old, EventStatusCode.CANCELLED, now, changes.cancelled)
+            self._prune(key, now, changes)
         return changes
 
     @staticmethod
-    def _retire(old: "_Issued", status: EventStatusCode, t: int,
+    def _retire(old: "_Issued", status: EventStatusCode, now: float,
                 into: list[DERControl]) -> None:
         old.control = dataclasses.replace(old.control, EventStatus=EventStatus(
-            currentStatus=status, dateTime=t, potentiallySuperseded=False))
+            currentStatus=status, dateTime=int(now), potentiallySuperseded=False))
+        old.retired_at = now
         into.append(old.control)
+
+    def _prune(self, key: str, now: float, changes: ManagementChanges) -> None:
+        """Stop listing the retired controls of function ``key`` that the PEV answered or
+        that are older than the grace, and all but the newest :data:`RETIRED_KEPT`."""
+        drop: list[_Issued] = []
+        kept: list[_Issued] = []
+        for i in self._issued:
+            if i.function.key == key and i.retired_at is not None:
+                expired = i.acknowledged or now - i.retired_at >= RETIRE_GRACE_S
+                (drop if expired else kept).append(i)
+        drop += kept[:max(0, len(kept) - RETIRED_KEPT)]
+        if not drop:
+            return
+        gone = {id(i) for i in drop}
+        self._issued = [i for i in self._issued if id(i) not in gone]
+        for i in drop:
+            self._forgotten.append(i.control)
+            changes.removed.append(i.control)
 
     @property
     def curves(self) -> list[DERCurve]:
@@ -466,19 +540,20 @@ class ManagementInformation:
             if old is not None:
                 status = (EventStatusCode.CANCELLED if spec is None
                           else EventStatusCode.SUPERSEDED)
-                old.control = dataclasses.replace(old.control, EventStatus=EventStatus(
-                    currentStatus=status, dateTime=t, potentiallySuperseded=False))
-                (changes.cancelled if spec is None else changes.superseded).append(old.control)
+                self._retire(old, status, now,
+                             changes.cancelled if spec is None else changes.superseded)
                 del self._current[fn.key]
             if spec is not None:
-                issued = self._issue(fn, spec, t)
+                issued = self._issue(fn, spec, t, t)
                 self._issued.append(issued)
                 self._current[fn.key] = issued
                 changes.issued.append(issued.control)
                 if issued.curve is not None:
                     changes.curves.append(issued.curve)
+            if old is not None:
+                self._prune(fn.key, now, changes)
 
-    def _issue(self, fn: Function, spec: Any, t: int) -> _Issued:
+    def _issue(self, fn: Function, spec: Any, t: int, start: int) -> _Issued:
         curve = None
         if isinstance(spec, _CurveSpec):
             self._n_curves += 1
@@ -500,6 +575,6 @@ class ManagementInformation:
             # start = now: never "Scheduled" (2030.5 EventStatus: start <= now is Active).
             EventStatus=EventStatus(currentStatus=EventStatusCode.ACTIVE, dateTime=t,
                                     potentiallySuperseded=False),
-            interval=DateTimeInterval(duration=DURATION_FOREVER, start=t),
+            interval=DateTimeInterval(duration=DURATION_FOREVER, start=start),
             DERControlBase=DERControlBase(**{fn.opmod: value}))
         return _Issued(fn, spec, control, curve)
