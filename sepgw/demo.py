@@ -100,12 +100,41 @@ def ctl(*words: str) -> Any:
     return json.loads(out.getvalue())
 
 
+CONSOLE = "\n# make demo: the web console on loopback (docs/console.md)\n[console]\n" \
+          "enabled = true\nport = {port}\n"
+
+
+def console_configs() -> tuple[Path, Path]:
+    """The default configurations with ``[console]`` enabled on loopback (EVSE 8470, PEV
+    8471), written to run/ (their relative paths stay valid there: run/ is etc/'s sibling)."""
+    run = ROOT / "run"
+    run.mkdir(exist_ok=True)
+    evse = (ROOT / "etc" / "sepgw.toml").read_text().replace(
+        'approved_list = "approved-pevs.txt"', 'approved_list = "../etc/approved-pevs.txt"')
+    pev = (ROOT / "etc" / "pev.toml").read_text()
+    (run / "demo-sepgw.toml").write_text(evse + CONSOLE.format(port=8470))
+    (run / "demo-pev.toml").write_text(pev + CONSOLE.format(port=8471))
+    return run / "demo-sepgw.toml", run / "demo-pev.toml"
+
+
+def show_console_urls(*children: Child) -> None:
+    """Print each role's console URL once it logged it."""
+    for child in children:
+        if wait_for(child, r"sepgw console at", 10):
+            url = next(m.group(1) for line in list(child.lines)
+                       if (m := re.search(r"sepgw console at (\S+)", line)))
+            print(f"[demo] {child.tag.upper()} console: {url}  (open it in a browser; "
+                  f"--seconds 600 keeps the demo running longer)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sepgw.demo", description=__doc__.split(
         "\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0,
                         help="how long to let the PEV discharge before stopping both "
                              "(default 6)")
+    parser.add_argument("--no-console", action="store_true",
+                        help="do not enable the web consoles (docs/console.md)")
     args = parser.parse_args(argv)
 
     pki = ROOT / "run" / "pki"
@@ -115,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         if pki_main(["init", str(pki)]) != 0:
             return 1
 
+    evse_config, pev_config = ROOT / "etc" / "sepgw.toml", ROOT / "etc" / "pev.toml"
+    if not args.no_console:
+        evse_config, pev_config = console_configs()
     evse = Child("evse", [str(TWISTD), "-n", "--pidfile=", "sepgw", "--config",
-                          str(ROOT / "etc" / "sepgw.toml")])
+                          str(evse_config)])
     deadline = time.monotonic() + 15
     while not evse.seen(MILESTONES[0][1]) and evse.proc.poll() is None and (
             time.monotonic() < deadline):
@@ -126,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         print("demo: the EVSE did not start; see its log above", file=sys.stderr)
         return 1
     pev = Child("pev", [str(TWISTD), "-n", "--pidfile=", "sepgw-pev", "--config",
-                        str(ROOT / "etc" / "pev.toml")])
+                        str(pev_config)])
+    if not args.no_console:
+        show_console_urls(evse, pev)
     measured = None
     try:
         if wait_for(pev, r"opModEnergize True", 20, evse):
