@@ -100,11 +100,20 @@ class EVSEGateway(RoleService):
         self.policy = None
         self.uplink = None
         if config["uplink"] is not None:
-            self.uplink = self.component(config["uplink"], "uplink")
+            self.uplink = self.component(config["uplink"], "uplink", site=config["site"],
+                                         ports=[p["name"] for p in config["ports"]])
             self.add_component("uplink", self.uplink)
         if config["policy"] is not None:
             self.policy = self.component(config["policy"], "policy")
             self.add_component("policy", self.policy)
+        self.dme_site: Any = None
+        port_policy = self.policy
+        if self.uplink is not None:  # imported only with an uplink (idle RSS)
+            from sepgw.uplink.site import SiteControls
+
+            self.dme_site = SiteControls([], config["site"], reactor)
+            if self.policy is not None:
+                port_policy = self.dme_site.gate(self.policy)
         self.coordinator = SiteCoordinator(config["site"]["max_w"])
         safety = config["safety"]
         for i, port in enumerate(config["ports"]):
@@ -114,7 +123,7 @@ class EVSEGateway(RoleService):
             timeout = safety["meter_timeout_s"] or max(3 * float(parts["meter"].interval), 0.5)
             controller = PortController(
                 index=i, name=port["name"], clock=reactor, resources=self.resources,
-                contactor=parts["contactor"], policy=self.policy, site=config["site"],
+                contactor=parts["contactor"], policy=port_policy, site=config["site"],
                 safety=safety, meter_timeout=timeout, coordinator=self.coordinator)
             network = self._port_network(i, port["name"], parts["transport"])
             service = PortService(controller, network=network, **parts)
@@ -189,9 +198,16 @@ class EVSEGateway(RoleService):
         return super().stopService()
 
     def uplink_control(self, control: Any) -> None:
-        """A utility control from the DME uplink: ``{"port": NAME, "opModFixedW": percent}``
-        asks that port's PEV to discharge (positive) or charge (negative); ``None`` withdraws
+        """A utility control from the DME uplink: ``{"site": {...}}`` is the DME's site
+        control in effect (:class:`sepgw.uplink.site.SiteControls`);
+        ``{"port": NAME, "opModFixedW": percent}`` asks that port's PEV to discharge (positive) or charge (negative); ``None`` withdraws
         it (coordinated charging, 4.8.2). Bad controls are logged and ignored."""
+        if isinstance(control, dict) and "site" in control and self.dme_site is not None:
+            try:
+                self.dme_site.apply(control["site"])
+            except Exception:
+                self.log.failure("Uplink site control {control!r} failed", control=control)
+            return
         try:
             name = control["port"]
             port = next(p.controller for p in self.ports if p.controller.name == name)
@@ -214,7 +230,9 @@ class EVSEGateway(RoleService):
         assert self.uplink is not None
         try:
             self.uplink.publish({"time": self.reactor.seconds(),
-                                 "ports": [port_status(p.controller) for p in self.ports]})
+                                 "ports": [dict(port_status(p.controller),
+                                                pev_max_w=p.controller.pev_max_w())
+                                           for p in self.ports]})
         except Exception:
             self.log.failure("The uplink failed to take telemetry")
 

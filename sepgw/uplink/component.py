@@ -1,0 +1,99 @@
+"""The ``ieee2030_5`` IUplink component (built by ``plugins/ieee2030_5_uplink.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from sepgw.interfaces import IUplink
+from sepgw.security.tls import TLSConfigError, TLSSettings
+
+__all__ = ["UplinkComponent", "split_url"]
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``https://host:port/path`` → (``https://host:port``, ``/path``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError(f"{url!r} is not an https:// URL")
+    return f"https://{parts.netloc}", (parts.path or "/") + (
+        f"?{parts.query}" if parts.query else "")
+
+
+@implementer(IUplink)
+class UplinkComponent:
+    """Owns the uplink's TLS identity, durable queue and :class:`UplinkClient`."""
+
+    log = Logger()
+
+    def __init__(self, config: Mapping[str, Any], reactor: Any, name: str,
+                 state_dir: Any, site: Mapping[str, Any], ports: list[str]) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.name = name
+        try:
+            self.tls = TLSSettings(cert=config["cert"], key=config["key"],
+                                   ca=tuple(config["ca"]), ciphers=config["ciphers"])
+        except TLSConfigError as e:
+            raise ValueError(f"{name}: tls: {e}") from e
+        self.base, self.dcap = split_url(config["dcap_url"])
+        queue = config["queue_path"]
+        if not queue:
+            directory = Path(str(getattr(state_dir, "path", state_dir) or "."))
+            queue = str(directory / "uplink-queue.sqlite")
+        self.queue_path = str(queue)
+        self.site = site
+        self.ports = ports
+        self.sink: Callable[[Mapping[str, Any]], None] | None = None
+        self.client: Any = None
+        self.queue: Any = None
+
+    def set_control_sink(self, sink: Callable[[Mapping[str, Any]], None]) -> None:
+        self.sink = sink
+        if self.client is not None:
+            self.client.sink = sink
+
+    def start(self) -> None:
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        from sepgw.pev.http import SEPClient
+        from sepgw.security.tls import client_policy
+        from sepgw.uplink.client import UplinkClient
+        from sepgw.uplink.queue import DurableQueue
+
+        c = self.config
+        Path(self.queue_path).parent.mkdir(parents=True, exist_ok=True)
+        self.queue = DurableQueue(self.queue_path, max_items=c["queue_max_items"])
+        pool = HTTPConnectionPool(self.reactor, persistent=True)
+        agent = Agent(self.reactor, contextFactory=client_policy(
+            self.tls, expected_lfdi=c["server_lfdi"] or None), pool=pool)
+        http = SEPClient(agent, self.base, clock=self.reactor, timeout_s=c["timeout_s"])
+        identity = self.tls.identity
+        self.client = UplinkClient(
+            http=http, clock=self.reactor, lfdi=identity.lfdi, sfdi=identity.sfdi,
+            dcap=self.dcap, site=self.site, ports=self.ports, queue=self.queue,
+            sink=self.sink, register=c["register"], pin=c["pin"] if c["pin"] >= 0 else None,
+            info={"model": c["model"], "serial": c["serial"] or identity.lfdi[:20]},
+            post_rate_s=c["post_rate_s"])
+        stats = self.queue.stats()
+        self.log.info("uplink: DME at {url}, LFDI {lfdi}; queue {path} holds {queued} items",
+                      url=c["dcap_url"], lfdi=identity.lfdi, path=self.queue_path,
+                      queued=stats["queued"])
+        self.client.start()
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.stop()
+        if self.queue is not None:
+            self.queue.close()
+
+    def publish(self, telemetry: Mapping[str, Any]) -> None:
+        if self.client is not None:
+            self.client.publish(telemetry)
+
+    def status(self) -> dict[str, Any]:
+        return {"state": "not started"} if self.client is None else self.client.status()
