@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sepgw-installed
 
-.PHONY: install test demo bench typecheck clean
+.PHONY: install test demo bench typecheck clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# A long fuzz run of the EVSE's HTTP server (tests/test_fuzz.py); figures printed at the end.
+FUZZ_CASES ?= 100000
+fuzz: $(STAMP)
+	SEPGW_FUZZ_CASES=$(FUZZ_CASES) $(PY) -m twisted.trial tests.test_fuzz
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy sepgw

@@ -227,7 +227,9 @@ def write_config(directory: Path, pki: Path, port: int, n: int, log_level: str) 
     import tomllib
 
     default = tomllib.loads((ROOT / "etc" / "sepgw.toml").read_text())
-    server = dict(default.get("server", {}), addresses=["127.0.0.1"], port=port)
+    server = dict(default.get("server", {}), addresses=["127.0.0.1"], port=port,
+                  # every emulated PEV connects from 127.0.0.1
+                  max_connections=max(256, 2 * n), max_connections_per_peer=max(8, 2 * n))
     text = _toml_table("gateway", {"name": "sepgw-bench", "state_dir": str(directory / "state"),
                                    "plugin_dirs": []})
     text += _toml_table("tls", {"cert": str(pki / "evse.pem"), "key": str(pki / "evse.key"),

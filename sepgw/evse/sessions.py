@@ -37,6 +37,19 @@ PEV_WRITABLE: dict[str, type] = {
 READINGS_KEPT = 64
 """Readings kept per MirrorMeterReading (a bounded history, newest last)."""
 
+MIRROR_METERS_MAX = 16
+"""MirrorMeterReadings per MirrorUsagePoint (the profile uses four); a POST creating one
+more is refused with 400 and stores nothing."""
+
+RESPONSES_KEPT = 64
+"""Responses served in the session's ResponseList; at the limit the oldest is dropped (its
+href then answers 404). Accepting is never refused: the PEV is required to respond."""
+
+RESPONSE_STATUSES_KEPT = 256
+"""(control mRID, status) pairs remembered for the policy; at the limit the pair heard
+least recently is forgotten (a current control's statuses are re-sent by a PEV that
+follows the profile, and a forgotten status can only withhold authorization)."""
+
 
 @dataclass
 class Stored:
@@ -90,8 +103,12 @@ class PEVSession:
     created: float
     written: dict[str, Stored] = field(default_factory=dict)
     responses: dict[tuple[bytes, int], Response] = field(default_factory=dict)
-    """Each DERControl response by (subject mRID, status)."""
+    """Each DERControl response by (subject mRID, status), the latest of each, at most
+    :data:`RESPONSE_STATUSES_KEPT`, least recently heard first."""
     response_order: list[Response] = field(default_factory=list)
+    """The newest :data:`RESPONSES_KEPT` Responses, oldest first (the ResponseList)."""
+    responses_received: int = 0
+    """Responses accepted in this session; the next one's key in its href."""
     energize: bool = False
     """DefaultDERControl opModEnergize: the authorization to discharge (V2G-4.6.4-2/3)."""
     mirror: MirrorPoint | None = None
@@ -100,6 +117,18 @@ class PEVSession:
     @property
     def lfdi(self) -> str:
         return self.identity.lfdi
+
+    def add_response(self, subject: bytes, status: int, response: Response) -> None:
+        """Record an accepted Response, dropping the oldest beyond the limits."""
+        self.responses_received += 1
+        key = (subject, status)
+        self.responses.pop(key, None)
+        self.responses[key] = response
+        if len(self.responses) > RESPONSE_STATUSES_KEPT:
+            del self.responses[next(iter(self.responses))]
+        self.response_order.append(response)
+        if len(self.response_order) > RESPONSES_KEPT:
+            del self.response_order[0]
 
     def statuses(self, subject: bytes) -> set[int]:
         """The response statuses the PEV sent for the control with mRID ``subject``."""

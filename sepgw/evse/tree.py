@@ -212,6 +212,9 @@ class EVSEResources:
         self._by_lfdi: dict[str, PEVSession] = {}
         self._extras: dict[int, _SessionResources] = {}
         self._routes: dict[str, Route] = {}
+        self._session_paths: dict[int, list[str]] = {}
+        """The paths of ``_routes`` each session added (by port), so a detach removes only
+        its own and costs nothing per other session."""
         self.attach_observers: list[Callable[[PEVSession], None]] = []
         """Called with each new session (the port's session logic subscribes here)."""
         self.detach_observers: list[Callable[[PEVSession], None]] = []
@@ -252,8 +255,9 @@ class EVSEResources:
         self.sessions[port_index] = session
         self._by_lfdi[identity.lfdi.upper()] = session
         self._extras[port_index] = extras
-        for path, route in extras.routes().items():
-            self._routes[path] = route
+        routes = extras.routes()
+        self._routes.update(routes)
+        self._session_paths[port_index] = list(routes)
         self.log.info("{port}: EndDevice {edev} created for PEV LFDI {lfdi} SFDI {sfdi}",
                       port=session.port_name, edev=edev, lfdi=identity.lfdi,
                       sfdi=identity.sfdi)
@@ -269,8 +273,10 @@ class EVSEResources:
         self._by_lfdi.pop(session.lfdi.upper(), None)
         extras = self._extras.pop(port_index)
         extras.close()
-        for path in [p for p, r in self._routes.items() if r.session is session]:
-            del self._routes[path]
+        for path in self._session_paths.pop(port_index, ()):
+            route = self._routes.get(path)
+            if route is not None and route.session is session:
+                del self._routes[path]
         for observer in list(self.detach_observers):
             observer(session)
         self.log.info("{port}: session of LFDI {lfdi} ended ({reason})",

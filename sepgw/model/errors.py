@@ -23,3 +23,15 @@ class _Bad(Exception):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+SHOWN_CHARS = 80
+"""How much of a bad value an error message quotes (messages stay one short line)."""
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, cut to :data:`SHOWN_CHARS` characters with the full length noted."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from .codec import Model, _LEAF
-from .errors import ModelError
+from .errors import ModelError, shown
 
 __all__ = [
     "ListQuery", "parse_query", "page", "fill_list", "query_string", "next_start",
@@ -52,11 +52,18 @@ def _text(v: str | bytes) -> str:
     return v.decode("ascii", "replace") if isinstance(v, bytes) else v
 
 
+MAX_QUERY_INT_CHARS = 40
+"""Longest integer accepted in a query parameter (checked before ``int()``)."""
+
+
 def _int(name: str, raw: str, lo: int, hi: int) -> int:
     t = raw.strip()
+    if len(t) > MAX_QUERY_INT_CHARS:
+        raise ModelError(f"query/{name}", f"integer of {len(t)} characters is too long "
+                                          f"(at most {MAX_QUERY_INT_CHARS})")
     body = t[1:] if t[:1] in "+-" else t
     if not (body.isascii() and body.isdigit()):
-        raise ModelError(f"query/{name}", f"{raw!r} is not an integer")
+        raise ModelError(f"query/{name}", f"{shown(raw)} is not an integer")
     v = int(t)
     if v < lo or v > hi:
         raise ModelError(f"query/{name}", f"{v} is out of range ({lo}..{hi})")

@@ -18,7 +18,7 @@ import enum
 import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from .errors import _Bad
+from .errors import _Bad, shown
 
 __all__ = [
     "LeafCodec", "IntCodec", "EnumCodec", "OpenEnumCodec", "FlagCodec", "BoolCodec",
@@ -63,6 +63,10 @@ class LeafCodec(Generic[V]):
         return f"<{type(self).__name__} {self.name}>"
 
 
+MAX_INT_CHARS = 40
+"""Longest integer text accepted (sign and leading zeros included); int64 needs 20."""
+
+
 class IntCodec(LeafCodec[int]):
     """An XSD integer type restricted to ``lo..hi`` (inclusive)."""
 
@@ -77,12 +81,17 @@ class IntCodec(LeafCodec[int]):
         if text is None:
             raise _Bad("'' is not an integer")
         t = text.strip(_XS_WS)
+        if len(t) > MAX_INT_CHARS:
+            # Checked before int(): Python refuses (ValueError) to convert more than 4,300
+            # digits, and no 2030.5 integer (int64 at most) needs more than 20 characters.
+            raise _Bad(f"integer of {len(t)} characters is too long for {self.name} "
+                       f"(at most {MAX_INT_CHARS})")
         if t.isdigit() and t.isascii():
             v = int(t)
         elif t[1:].isdigit() and t[:1] in "+-" and t.isascii():
             v = int(t)
         else:
-            raise _Bad(f"{text!r} is not an integer")
+            raise _Bad(f"{shown(text)} is not an integer")
         if v < self.lo or v > self.hi:
             raise _Bad(f"{v} is out of range for {self.name} ({self.lo}..{self.hi})")
         return v
@@ -156,9 +165,9 @@ class FlagCodec(LeafCodec[int]):
         t = (text or "").strip(_XS_WS)
         n = len(t)
         if n == 0 or n & 1 or not _HEX.fullmatch(t):
-            raise _Bad(f"{text or ''!r} is not hexBinary")
+            raise _Bad(f"{shown(text or '')} is not hexBinary")
         if n > 2 * self.nbytes:
-            raise _Bad(f"{t!r} is {n // 2} bytes, {self.name} allows at most {self.nbytes}")
+            raise _Bad(f"{shown(t)} is {n // 2} bytes, {self.name} allows at most {self.nbytes}")
         v = int(t, 16)
         return self.flag(v) if self.flag is not None else v
 
@@ -181,17 +190,17 @@ class HexBytesCodec(LeafCodec[bytes]):
         self.max_len = max_len
         self.exact = exact
 
-    def _check_len(self, n: int, shown: str) -> None:
+    def _check_len(self, n: int, what: str) -> None:
         if n > self.max_len:
-            raise _Bad(f"{shown} is {n} bytes, {self.name} allows at most {self.max_len}")
+            raise _Bad(f"{what} is {n} bytes, {self.name} allows at most {self.max_len}")
         if self.exact and n != self.max_len:
-            raise _Bad(f"{shown} is {n} bytes, {self.name} must be exactly {self.max_len}")
+            raise _Bad(f"{what} is {n} bytes, {self.name} must be exactly {self.max_len}")
 
     def decode(self, text: str | None) -> bytes:
         t = (text or "").strip(_XS_WS)
         if len(t) & 1 or not _HEX.fullmatch(t):
-            raise _Bad(f"{text or ''!r} is not hexBinary")
-        self._check_len(len(t) >> 1, repr(t))
+            raise _Bad(f"{shown(text or '')} is not hexBinary")
+        self._check_len(len(t) >> 1, shown(t))
         return bytes.fromhex(t)
 
     def encode(self, value: Any) -> str:
@@ -211,7 +220,7 @@ class BoolCodec(LeafCodec[bool]):
         try:
             return self._VALUES[(text or "").strip(_XS_WS)]
         except KeyError:
-            raise _Bad(f"{text or ''!r} is not a boolean (true, false, 1 or 0)") from None
+            raise _Bad(f"{shown(text or '')} is not a boolean (true, false, 1 or 0)") from None
 
     def encode(self, value: Any) -> str:
         if value is True:
@@ -234,7 +243,7 @@ class StringCodec(LeafCodec[str]):
     def decode(self, text: str | None) -> str:
         t = text or ""
         if self.max_len is not None and len(t) > self.max_len:
-            raise _Bad(f"{t!r} is {len(t)} characters, {self.name} allows at most {self.max_len}")
+            raise _Bad(f"{shown(t)} is {len(t)} characters, {self.name} allows at most {self.max_len}")
         return t
 
     def encode(self, value: Any) -> str:

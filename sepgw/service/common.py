@@ -70,6 +70,8 @@ def release_startup_memory() -> None:
     import gc
 
     gc.collect()
+    # Once, at start-up only: what is frozen is never collected, so freezing again later
+    # (e.g. per PEV session) would pin the garbage of every ended session for good.
     gc.freeze()
     name = ctypes.util.find_library("c")
     if name:

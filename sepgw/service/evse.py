@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.internet.task import LoopingCall
 
 from sepgw.config import Config
-from sepgw.evse.http import EVSEHTTPServer
+from sepgw.evse.http import EVSEHTTPServer, HTTPLimits
 from sepgw.evse.notify import Notifier, https_agent_factory
 from sepgw.evse.operator import OperatorFactory
 from sepgw.evse.tree import EVSEResources
@@ -31,7 +31,7 @@ from sepgw.service.common import (
     options_for,
     tls_settings,
 )
-from sepgw.service.https import HTTPSService
+from sepgw.service.https import ConnectionLimits, HTTPSService
 from sepgw.service.tree import ComponentService, OrderedMultiService
 
 Options = options_for("evse")
