@@ -29,7 +29,8 @@ from zope.interface.verify import verifyObject
 from sepgw.cli import control
 from sepgw.evse.gatekeeper import FaultNotCleared, Gatekeeper
 from sepgw.evse.operator import OperatorProtocol
-from sepgw.interfaces import ContactorState, IContactor, IContactorFeedback
+from sepgw.evse.tree import HTTPError
+from sepgw.interfaces import ContactorState, IContactor, IContactorFeedback, LinkPeer
 from tests.test_evse_session import Site
 
 DEADLINE = 1.0
@@ -148,10 +149,10 @@ class WithFeedbackTests(SynchronousTestCase):
 
     def test_weld_sequence(self) -> None:
         """Welded contacts: open commanded, still closed at the deadline, a critical weld
-        line naming the port; status and operator socket show it; a new PEV is not
-        authorized (the policy never consulted) and its contactor never allowed; clearing is
-        refused while the contacts are sensed closed, accepted once they are open, and the
-        port works again."""
+        line naming the port; status and operator socket show it; the port takes no new
+        session (503 naming the fault; the policy never consulted, the contactor never
+        allowed); clearing is refused while the contacts are sensed closed, accepted once they
+        are open, and the port takes sessions and works again."""
         self.authorized_and_closed()
         self.contactor.set_stuck(True)
         self.port.link_down("cable unplugged")
@@ -176,11 +177,17 @@ class WithFeedbackTests(SynchronousTestCase):
         self.assertIn("still sensed closed", status["contactor_fault"])
 
         consulted = len(self.s.policy.facts)
-        self.s.connect()  # a new PEV arrives at the welded port
-        self.s.run(1)
+        self.port.link_up(LinkPeer(address="::1"))  # a new PEV arrives at the welded port
+        with self.assertRaises(HTTPError) as refused:  # the port takes no new session
+            self.s.resources.attach(self.s.ids["pev"], 0)
+        self.assertEqual(refused.exception.code, 503)
+        self.assertRegex(refused.exception.reason, r"^port1: contactor fault \(.*still sensed "
+                         r"closed.*\); the port takes no session until an operator clears it "
+                         r"\(sepgw ctl clear-fault port1\)$")
+        self.assertEqual(self.s.resources.sessions, {})
+        self.s.run(1, beat=False)
         self.assertEqual(len(self.s.policy.facts), consulted)
         self.assertFalse(self.port.granted)
-        self.assertFalse(self.s.energize())
         self.assertFalse(self.contactor.allowed)
         self.assertEqual(self.port.state.value, "contactor fault")
         self.assertTrue(any("contactor welded" in r for r in self.port.reasons),
@@ -195,6 +202,7 @@ class WithFeedbackTests(SynchronousTestCase):
         self.assertIs(self.contactor.contacts, ContactorState.open)
         self.assertEqual(self.op("clear-fault", "port1"),
                          {"ok": True, "cleared": "contacts sensed open"})
+        self.s.connect()  # the port takes sessions again
         self.s.run(0.3)
         status = self.op.status()
         self.assertIsNone(status["contactor_fault"])

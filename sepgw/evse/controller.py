@@ -111,6 +111,7 @@ class PortController:
         """Called with the new authorization (bool) whenever it changes."""
         self._recheck: Any = None
         self._granted_max_w: float | None = None
+        resources.admission_checks.append(self._admission)
         resources.attach_observers.append(self._attached)
         resources.detach_observers.append(self._detached)
         if coordinator is not None:
@@ -154,6 +155,14 @@ class PortController:
         self.gatekeeper.meter_error(reason)
 
     # -- session (observer of the 2030.5 server) ----------------------------------------
+
+    def _admission(self, index: int) -> str | None:
+        """A port with a contactor fault takes no new session until an operator clears it."""
+        if index != self.index or not self.gatekeeper.contactor_fault:
+            return None
+        return (f"{self.name}: contactor fault ({self.gatekeeper.contactor_fault}); the port "
+                f"takes no session until an operator clears it (sepgw ctl clear-fault "
+                f"{self.name})")
 
     def _attached(self, session: PEVSession) -> None:
         if session.port_index != self.index:

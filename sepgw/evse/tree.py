@@ -216,6 +216,9 @@ class EVSEResources:
         """The paths of ``_routes`` each session added (by port), so a detach removes only
         its own and costs nothing per other session."""
         self.attach_observers: list[Callable[[PEVSession], None]] = []
+        self.admission_checks: list[Callable[[int], str | None]] = []
+        """Called with a port index before a session is created there: a non-None answer is
+        why the port takes no session now (503, e.g. a contactor fault)."""
         """Called with each new session (the port's session logic subscribes here)."""
         self.detach_observers: list[Callable[[PEVSession], None]] = []
         """Called with each session that ended."""
@@ -232,6 +235,14 @@ class EVSEResources:
         """The session of the PEV with this certificate, if it has one."""
         return self._by_lfdi.get(identity.lfdi.upper())
 
+    def refusal(self, port_index: int) -> str | None:
+        """Why the port takes no new session now (see :attr:`admission_checks`), or None."""
+        for check in self.admission_checks:
+            why = check(port_index)
+            if why is not None:
+                return why
+        return None
+
     def attach(self, identity: PeerIdentity, port_index: int | None = None) -> PEVSession:
         """Create the session (and EndDevice, V2G-4.5.3-2) of a PEV connecting on a port.
 
@@ -245,9 +256,15 @@ class EVSEResources:
             free = [i for i in range(len(self.ports)) if i not in self.sessions]
             if not free:
                 raise HTTPError(403, "every port already serves a PEV")
-            port_index = free[0]
+            open_ = [i for i in free if self.refusal(i) is None]
+            port_index = open_[0] if open_ else free[0]
         if port_index in self.sessions:
             raise HTTPError(403, f"port {self.ports[port_index]} already serves another PEV")
+        refused = self.refusal(port_index)
+        if refused is not None:
+            self.log.warn("{port}: session of PEV LFDI {lfdi} refused: {why}",
+                          port=self.ports[port_index], lfdi=identity.lfdi, why=refused)
+            raise HTTPError(503, refused)
         edev = f"/edev/{port_index}"
         session = PEVSession(port_index=port_index, port_name=self.ports[port_index],
                              identity=identity, edev=edev, created=self._clock.seconds())
