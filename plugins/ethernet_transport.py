@@ -15,8 +15,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sepgw.interfaces import BuildContext, ILinkListener, ITransport, LinkPeer
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import (BuildContext, ILinkListener, ITransport, Key, LinkPeer, PluginFactory,
+                          Section)
 
 AF_INET6 = 10
 
@@ -71,7 +71,7 @@ class EthernetTransport:
         self._listeners: list[Any] = []
         self._iproute = iproute
         self._events = events
-        """Makes the event socket from netlink groups (sepgw.net.ipv6.NetlinkEvents)."""
+        """Makes the event socket from netlink groups (sepgw.plugin.NetlinkEvents)."""
         self._ipr: Any = None
         self._reader: _NetlinkReader | None = None
 
@@ -90,7 +90,7 @@ class EthernetTransport:
 
             self._iproute = IPRoute
         if self._events is None:
-            from sepgw.net.ipv6 import NetlinkEvents
+            from sepgw.plugin import NetlinkEvents
 
             self._events = NetlinkEvents
         # One short-lived pyroute2 socket for the initial query, and a plain non-blocking

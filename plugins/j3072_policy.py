@@ -6,7 +6,7 @@ every failing one (V2G-4.6.4-1):
 1. the PEV is certified: DeviceInformation ``mfHwVer`` contains ``certified_marker``;
 2. its ISM number (DeviceInformation ``mfModel``) is on the approved list (a text file);
 3. its 2- or 4-quadrant capability (DERCapability: a reactive-power mode and any reactive
-   rating make it 4-quadrant, see :func:`~sepgw.evse.policy_facts.is_four_quadrant`) matches
+   rating make it 4-quadrant, see :func:`~sepgw.plugin.is_four_quadrant`) matches
    the site's ``quadrants``;
 4. its DERSettings are within the site limits and include setMaxWh (V2G-4.9.4-1);
 5. every management-information DERControl has its Received and Started responses;
@@ -27,13 +27,11 @@ from typing import Any, Mapping
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.evse.policy_facts import (
-    REACTIVE_RATINGS, PolicyFacts, is_four_quadrant, missing_responses, mrid_text,
+from sepgw.plugin import (
+    REACTIVE_RATINGS, BuildContext, Decision, IAuthorizationPolicy, Key, PluginFactory,
+    PolicyFacts, Section, is_four_quadrant, missing_responses, mrid_text, normalize_lfdi,
     rating_text, reactive_modes, reactive_ratings, real_value, show, status_text,
 )
-from sepgw.interfaces import BuildContext, Decision, IAuthorizationPolicy
-from sepgw.plugin import Key, PluginFactory, Section
-from sepgw.security.identity import normalize_lfdi
 
 #: The DERSettings checked against the site limits: (element, unit, rule), where the rule is
 #: "max" (PEV ≤ site), "min" (PEV ≥ site) or "equal".

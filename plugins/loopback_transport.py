@@ -7,8 +7,8 @@ from typing import Any, Mapping
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.interfaces import BuildContext, ILinkListener, ITransport, LinkPeer
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import (BuildContext, ILinkListener, ITransport, Key, LinkPeer, PluginFactory,
+                          Section)
 
 
 @implementer(ITransport)

@@ -17,9 +17,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from sepgw.interfaces import (BuildContext, ContactorRefused, ContactorState, IContactor,
-                              IContactorFeedback)
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import (BuildContext, ContactorRefused, ContactorState, IContactor,
+                          IContactorFeedback, Key, PluginFactory, Section)
 
 
 class ContactorFailed(Exception):
@@ -234,7 +233,7 @@ class ModbusContactor:
 
 
 def _build(config: Mapping[str, Any], context: BuildContext) -> ModbusContactor:
-    from sepgw.hw import modbus
+    from sepgw.plugin import modbus
     client = modbus.client_from_config(context.reactor, config)
     return ModbusContactor(context.reactor, context.name, client, config["coil"],
                            config["input"], config["input_inverted"], config["interval"],
@@ -242,7 +241,7 @@ def _build(config: Mapping[str, Any], context: BuildContext) -> ModbusContactor:
 
 
 def _options() -> Section:
-    from sepgw.hw import modbus
+    from sepgw.plugin import modbus
     return Section({
         **modbus.connection_options(),
         "coil": Key("int", 0, "Coil address of the relay that drives the contactor.",

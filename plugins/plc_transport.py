@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from sepgw.interfaces import BuildContext
-from sepgw.plugin import PluginFactory
+from sepgw.plugin import BuildContext, PluginFactory
 
 
 def _build(config: Mapping[str, Any], context: BuildContext) -> Any:
-    from sepgw.slac.transport import build
+    from sepgw.plugin import build_plc_transport
 
-    return build(config, context)
+    return build_plc_transport(config, context)
 
 
 def _options() -> Any:
-    from sepgw.slac.options import OPTIONS
+    from sepgw.plugin import PLC_OPTIONS
 
-    return OPTIONS
+    return PLC_OPTIONS
 
 
 transport = PluginFactory(

@@ -18,15 +18,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.dropins import sim_link  # type: ignore[attr-defined]  # bundled helper module
-from sepgw.interfaces import (
-    BuildContext,
-    ContactorRefused,
-    ContactorState,
-    IContactor,
-    IContactorFeedback,
-)
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import (BuildContext, ContactorRefused, ContactorState, IContactor,
+                          IContactorFeedback, Key, PluginFactory, Section, dropin_module)
+
+sim_link = dropin_module("sim_link")  # bundled helper module
 
 
 @implementer(IContactor, IContactorFeedback)

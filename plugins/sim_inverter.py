@@ -15,10 +15,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.dropins import sim_grid_support as gs  # type: ignore[attr-defined]  # bundled helper
-from sepgw.dropins import sim_link  # type: ignore[attr-defined]  # bundled helper module
-from sepgw.interfaces import BuildContext, IInverter, InverterReading
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import (BuildContext, IInverter, InverterReading, Key, PluginFactory, Section,
+                          dropin_module)
+
+gs = dropin_module("sim_grid_support")  # bundled helper module
+sim_link = dropin_module("sim_link")  # bundled helper module
 
 
 STEP_S = 0.05

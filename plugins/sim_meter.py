@@ -15,9 +15,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.dropins import sim_link  # type: ignore[attr-defined]  # bundled helper module
-from sepgw.interfaces import BuildContext, IMeter, IMeterListener, MeterSample
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import (BuildContext, IMeter, IMeterListener, Key, MeterSample, PluginFactory,
+                          Section, dropin_module)
+
+sim_link = dropin_module("sim_link")  # bundled helper module
 
 
 @implementer(IMeter)

@@ -16,8 +16,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.interfaces import BuildContext, IInverter, InverterReading
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import BuildContext, IInverter, InverterReading, Key, PluginFactory, Section
 
 MAPPED = {"opModEnergize", "opModFixedW", "opModMaxLimW", "opModFixedVar"}
 """The controls this plugin writes to the device."""
@@ -133,7 +132,7 @@ class SunSpecInverter:
             self.error = None
 
     def _failed(self, failure: Any) -> None:
-        from sepgw.hw import modbus, sunspec
+        from sepgw.plugin import modbus, sunspec
         if not failure.check(modbus.ModbusError, sunspec.SunSpecError):
             self.log.failure("{name}: unexpected error", failure, name=self._name)
         reason = failure.getErrorMessage()
@@ -153,7 +152,7 @@ class SunSpecInverter:
 
     @inlineCallbacks
     def _discover(self) -> Any:
-        from sepgw.hw import modbus, sunspec
+        from sepgw.plugin import modbus, sunspec
         found = yield sunspec.discover(self.client.read_holding_registers, self.bases,
                                        absent=modbus.illegal_address)
         models = {
@@ -226,7 +225,7 @@ class SunSpecInverter:
 
     @inlineCallbacks
     def _write(self) -> Any:
-        from sepgw.hw import sunspec
+        from sepgw.plugin import sunspec
         control, enter = self.models["control"], self.models["enter"]
         energize = bool(self.controls.get("opModEnergize"))
         target = self._target_w()
@@ -275,7 +274,7 @@ class SunSpecInverter:
 
     @inlineCallbacks
     def _read(self) -> Any:
-        from sepgw.hw import sunspec
+        from sepgw.plugin import sunspec
         m = self.models["measure"]
         regs = yield self._read_model(m)
         alarms = 0
@@ -317,14 +316,14 @@ class SunSpecInverter:
 
 
 def _build(config: Mapping[str, Any], context: BuildContext) -> SunSpecInverter:
-    from sepgw.hw import modbus
+    from sepgw.plugin import modbus
     client = modbus.client_from_config(context.reactor, config)
     return SunSpecInverter(context.reactor, context.name, client, config["interval"],
                            tuple(config["bases"]), config["max_w"], config["soc_pct"])
 
 
 def _options() -> Section:
-    from sepgw.hw import modbus
+    from sepgw.plugin import modbus
     return Section({
         **modbus.connection_options(),
         "interval": Key("float", 0.5, "Seconds between readings (controls are written at "

@@ -16,13 +16,13 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sepgw.interfaces import BuildContext, IMeter, IMeterListener, MeterSample
-from sepgw.plugin import Key, PluginFactory, Section
+from sepgw.plugin import (BuildContext, IMeter, IMeterListener, Key, MeterSample, PluginFactory,
+                          Section)
 
 
 @implementer(IMeter)
 class SunSpecMeter:
-    """Polls a SunSpec meter through a :class:`sepgw.hw.modbus.ModbusClient`.
+    """Polls a SunSpec meter through a :class:`sepgw.plugin.modbus.ModbusClient`.
 
     ``invert`` False: the meter's positive W and var (import, as SunSpec meters count it)
     flow to the PEV, so they are negated into the DER frame (positive = PEV to grid).
@@ -45,7 +45,7 @@ class SunSpecMeter:
         self.map: Any = None
         self.model: Any = None
         self.last: Any = None
-        """The latest :class:`sepgw.hw.sunspec.MeterReading` (energy counters included)."""
+        """The latest :class:`sepgw.plugin.sunspec.MeterReading` (energy counters included)."""
         self._listeners: list[Any] = []
         self._busy = False
         self._warned_var = False
@@ -85,7 +85,7 @@ class SunSpecMeter:
 
     @inlineCallbacks
     def _poll(self) -> Any:
-        from sepgw.hw import sunspec
+        from sepgw.plugin import sunspec
         if self.model is None:
             yield self._discover()
         model = self.model
@@ -113,7 +113,7 @@ class SunSpecMeter:
 
     @inlineCallbacks
     def _discover(self) -> Any:
-        from sepgw.hw import modbus, sunspec
+        from sepgw.plugin import modbus, sunspec
         found = yield sunspec.discover(self.client.read_holding_registers, self.bases,
                                        absent=modbus.illegal_address)
         wanted = (self.model_id,) if self.model_id else sunspec.METER_MODELS
@@ -128,7 +128,7 @@ class SunSpecMeter:
                       base=found.base, model=model.id, address=model.address)
 
     def _voltage(self, reading: Any) -> float:
-        from sepgw.hw import sunspec
+        from sepgw.plugin import sunspec
         ln, ll = reading.voltage_ln, reading.voltage_ll
         if self.voltage == "ln":
             order = (ln, ll)
@@ -145,7 +145,7 @@ class SunSpecMeter:
         return order[0] if order[0] is not None else order[1]  # type: ignore[return-value]
 
     def _failed(self, failure: Any) -> None:
-        from sepgw.hw import modbus, sunspec
+        from sepgw.plugin import modbus, sunspec
         if not failure.check(modbus.ModbusError, sunspec.SunSpecError):
             self.log.failure("{name}: unexpected error polling the meter", failure,
                              name=self._name)
@@ -162,7 +162,7 @@ class SunSpecMeter:
 
 
 def _build(config: Mapping[str, Any], context: BuildContext) -> SunSpecMeter:
-    from sepgw.hw import modbus
+    from sepgw.plugin import modbus
     client = modbus.client_from_config(context.reactor, config)
     return SunSpecMeter(context.reactor, context.name, client, config["interval"],
                         tuple(config["bases"]), config["invert"], config["voltage"],
@@ -170,7 +170,7 @@ def _build(config: Mapping[str, Any], context: BuildContext) -> SunSpecMeter:
 
 
 def _options() -> Section:
-    from sepgw.hw import modbus
+    from sepgw.plugin import modbus
     return Section({
         **modbus.connection_options(),
         "interval": Key("float", 1.0, "Seconds between readings.", min=0.05, max=60),

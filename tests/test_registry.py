@@ -19,13 +19,57 @@ class DiscoveryTests(SynchronousTestCase):
         self.dir = Path(self.mktemp()).absolute()
 
     def test_bundled_plugins(self) -> None:
-        """The bundled directory provides the simulated hardware and loopback transport."""
+        """The bundled directory provides the simulated hardware, the transports, the J3072
+        policy and the hardware drivers (SunSpec meter and inverter, Modbus relay and GPIO
+        contactors), all usable without their optional libraries installed."""
         registry = PluginRegistry.discover([bundled_plugin_dir()])
         names = {(p.kind, p.name) for p in registry.plugins}
         self.assertTrue({(PluginKind.transport, "loopback"), (PluginKind.contactor, "simulated"),
                          (PluginKind.meter, "simulated"),
-                         (PluginKind.inverter, "simulated")} <= names)
+                         (PluginKind.inverter, "simulated"), (PluginKind.transport, "ethernet"),
+                         (PluginKind.transport, "plc"), (PluginKind.policy, "j3072"),
+                         (PluginKind.meter, "sunspec-modbus"),
+                         (PluginKind.inverter, "sunspec-modbus"),
+                         (PluginKind.contactor, "modbus-relay"),
+                         (PluginKind.contactor, "gpio")} <= names)
         self.assertEqual(registry.broken, [])
+
+    def test_discovery_without_gpiod(self) -> None:
+        """The GPIO contactor is discovered and its options listed when gpiod is not
+        installed: gpiod is imported only when the plugin is built."""
+        import subprocess
+        import sys
+
+        code = ("import json, sys; sys.modules['gpiod'] = None\n"
+                "from sepgw.registry import PluginRegistry, bundled_plugin_dir\n"
+                "r = PluginRegistry.discover([bundled_plugin_dir()])\n"
+                "f = r.find('contactor', 'gpio').factory\n"
+                "print(json.dumps([sorted(f.options.keys), [str(b) for b in r.broken]]))\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+        import json
+
+        self.assertEqual(json.loads(out), [sorted(["chip", "coil", "coil_active_low", "aux",
+                                                   "aux_active_low", "aux_bias", "interval",
+                                                   "confirm_s"]), []])
+
+    def test_keys_list_gpio_contactor(self) -> None:
+        """`sepgw plugins --keys` lists the GPIO contactor with its keys (coil required)."""
+        from io import StringIO
+
+        from sepgw.cli import main
+
+        out, err = StringIO(), StringIO()
+        self.assertEqual(main(["plugins", "--keys"], out, err), 0)
+        lines = [line.split() for line in out.getvalue().splitlines()]
+        self.assertIn(["contactor", "gpio", str(bundled_plugin_dir() / "gpio_contactor.py")],
+                      lines)
+        text = out.getvalue()
+        self.assertIn("coil (integer, required): Line offset of the output", text)
+        for key in ("chip (string, default '/dev/gpiochip0')", "coil_active_low (boolean",
+                    "aux (integer, default -1)", "aux_active_low (boolean", "aux_bias (",
+                    "interval (number, default 0.05)", "confirm_s (number, default 0.5)"):
+            self.assertIn(key, text)
 
     def test_drop_in_discovered_and_used(self) -> None:
         """A plugin file in a configured drop-in directory is found, configured and built."""

@@ -8,7 +8,8 @@ information in effect) and hands it to the configured
 The helpers are for any policy, bundled or drop-in:
 
 * :func:`real_value` turns a 2030.5 ``multiplier``/``value`` quantity into an exact
-  :class:`~decimal.Decimal` (``value × 10^multiplier``), :func:`show` formats one for a reason;
+  :class:`~decimal.Decimal` (``value × 10^multiplier``), :func:`show` formats one for a reason
+  (both from :mod:`sepgw.common.quantities`, re-exported);
 * :data:`REACTIVE_MODES`, :data:`REACTIVE_RATINGS` and :func:`is_four_quadrant` say whether a
   PEV's DERCapability describes a 4-quadrant (reactive-power capable) inverter;
 * :func:`missing_responses` lists the management-information DERControls still lacking
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
+from sepgw.common.quantities import real_value, show
 from sepgw.model import DERCapability, DERControl, DERSettings, DeviceInformation
 from sepgw.model.types import DERControlType, ResponseStatus
 from sepgw.security.identity import HardwareModuleName
@@ -60,20 +62,6 @@ class PolicyFacts:
     """The management-information DERControls in effect for the PEV (profile 4.6.3)."""
     responses: Mapping[bytes, frozenset[int]]
     """Response statuses received from the PEV, per DERControl mRID."""
-
-
-# --------------------------------------------------------------------------------------------
-# Quantities
-
-
-def real_value(quantity: Any) -> Decimal:
-    """``value × 10^multiplier`` of a 2030.5 quantity (ActivePower, VoltageRMS...), exactly."""
-    return Decimal(int(quantity.value)).scaleb(int(quantity.multiplier))
-
-
-def show(value: Decimal) -> str:
-    """A Decimal in plain notation without trailing zeros: ``6500``, ``0.25``, ``-3``."""
-    return format(value.normalize(), "f")
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Mapping
 
-from sepgw.evse.site import INT16, UINT16, power_of_ten
+from sepgw.common.quantities import INT16, UINT16, power_of_ten, real_value
 from sepgw.model import (
     ActivePower,
     ConnectStatusType,
@@ -46,7 +46,6 @@ from sepgw.model.types import (
     RoleFlags,
     ServiceKind,
 )
-from sepgw.evse.policy_facts import real_value
 
 #: DERControlType bits the emulated PEV supports (charge, discharge, energize, the Table 5
 #: functions and opModFixedW / opModMaxLimW).
