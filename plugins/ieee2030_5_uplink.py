@@ -54,6 +54,19 @@ uplink = PluginFactory(
                                "are dropped (counted).", min=10, max=100_000_000),
         "model": Key("str", "sepgw EVSE", doc="DeviceInformation mfModel."),
         "serial": Key("str", "", doc="DeviceInformation mfSerNum; empty: from the LFDI."),
+        "notify_port": Key("int", -1, doc="TCP port of the EVSE's HTTPS listener for the "
+                           "DME's notifications (mutual TLS with `cert`/`ca`, separate from "
+                           "the vehicle-facing server); -1: no listener, polling only; 0: any "
+                           "free port.", min=-1, max=65535),
+        "notify_address": Key("str", "::", doc="Address the notification listener binds."),
+        "notify_advertise": Key("str", "", doc="Host put in the notificationURI; empty: "
+                                "`notify_address`, or for a wildcard the local address "
+                                "towards the DME."),
+        "notify_path": Key("str", "/ntfy", doc="Path of the notificationURI."),
+        "notify_check_s": Key("float", 300.0, doc="While everything is subscribed, how "
+                              "often the subscriptions are checked and the resources read "
+                              "again (a change found unannounced: polling), s.",
+                              min=10, max=86400),
     }),
     build=_build,
 )

@@ -42,8 +42,13 @@ class SwitchableAgent:
 
 
 class World:
+    """The uplink against the test DME. With ``pev`` (default) the sink stands for an EVSE
+    with one PEV that starts every DME control relayed to it (it answers Started at once,
+    as the PEV role does for an active control)."""
+
     def __init__(self, *, registration: bool = True, pin: int | None = None,
-                 time_offset: float = 0.0, queue: DurableQueue | None = None) -> None:
+                 time_offset: float = 0.0, queue: DurableQueue | None = None,
+                 pev: bool = True, **client: Any) -> None:
         self.clock = Clock()
         self.clock.advance(T0)
         self.dme = DMEServer(self.clock, registration=registration, poll_rate=10,
@@ -51,11 +56,20 @@ class World:
         self.traversal = RequestTraversalAgent(self.dme.resource())
         self.agent = SwitchableAgent(self.traversal)
         self.sink: list[dict[str, Any]] = []
+        self.pev = pev
         self.queue = queue or DurableQueue(":memory:")
         self.client = UplinkClient(
             http=SEPClient(self.agent, BASE), clock=self.clock, lfdi=LFDI, sfdi=SFDI,
             dcap="/dcap", site=SITE, ports=["port1", "port2"], queue=self.queue,
-            sink=self.sink.append, register=registration, pin=pin, randomize=lambda b: 0)
+            sink=self._sink, register=registration, pin=pin, randomize=lambda b: 0,
+            **client)
+
+    def _sink(self, control: dict[str, Any]) -> None:
+        self.sink.append(control)
+        if self.pev:
+            for mrid in control["site"]["sources"].values():
+                if mrid:
+                    self.client.pev_response(bytes.fromhex(mrid), "port1", 2)
 
     def flush(self) -> None:
         for _ in range(30):
@@ -272,3 +286,28 @@ class TelemetryTests(SynchronousTestCase):
         self.assertEqual(w.queue.stats()["poisoned"], 1)
         self.assertIn("404", w.queue.poisoned()[0][3])
         self.assertEqual({w.dme.mups[h].description for h, _ in w.dme.readings}, {"site"})
+
+    def test_response_refused_400_not_retried(self) -> None:
+        """A Response the DME refuses with 400 (its replyTo does not take it) is set aside
+        after one attempt, logged with the reason, never retried in the next 10 minutes,
+        and the queue goes on (readings behind it delivered)."""
+        w = World()
+        posts: list[str] = []
+        inner = w.dme.handle
+
+        def handle(method: str, path: str, query: bytes, body: bytes, *a: Any,
+                   **kw: Any) -> Any:
+            if method == "POST" and path == "/rsps/1/rsp":
+                posts.append(path)
+                return 400, b"Response refused", None
+            return inner(method, path, query, body, *a, **kw)
+        w.dme.handle = handle  # type: ignore[method-assign]
+        w.dme.add_control(DERControlBase(opModMaxLimW=5000), duration=60)
+        w.start()
+        w.client.publish(dict(telemetry(-100.0), time=T0 + 1))
+        w.run(600)
+        self.assertEqual(len(posts), 3)  # Received, Started, Completed: once each
+        self.assertEqual(w.queue.stats()["poisoned"], 3)
+        self.assertEqual(w.queue.stats()["retried"], 0)
+        self.assertIn("400", w.queue.poisoned()[0][3])
+        self.assertTrue(w.dme.readings)

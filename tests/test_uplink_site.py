@@ -3,6 +3,7 @@ through the policy and the controls the PEVs are served, on task.Clock."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet.task import Clock
@@ -15,15 +16,32 @@ SITE = {"max_w": 8000.0}
 
 
 class Resources:
+    """The controls served to each session's PEV, each a DERControl-like record with an
+    mRID (a new one only when the value changes, as the EVSE's management does)."""
+
     def __init__(self) -> None:
         self.served: dict[tuple[int, str], tuple[str, Any]] = {}
+        self.issued: dict[tuple[int, str], Any] = {}
+        self._n = 0
 
     def set_control(self, session: Any, key: str, opmod: str, value: Any, description: str
                     ) -> None:
+        if self.served.get((id(session), key)) == (opmod, value):
+            return
         self.served[(id(session), key)] = (opmod, value)
+        self._n += 1
+        base = SimpleNamespace(opModFixedW=None, opModMaxLimW=None)
+        setattr(base, opmod, value)
+        self.issued[(id(session), key)] = SimpleNamespace(
+            mRID=self._n.to_bytes(16, "big"), DERControlBase=base, description=description)
 
     def clear_control(self, session: Any, key: str) -> None:
         self.served.pop((id(session), key), None)
+        self.issued.pop((id(session), key), None)
+
+    def management(self, session: Any) -> Any:
+        mine = [c for (sid, _), c in self.issued.items() if sid == id(session)]
+        return SimpleNamespace(extras=lambda: mine)
 
 
 class Port:
@@ -45,6 +63,8 @@ class Port:
 
     def set_fixed_w(self, percent: float) -> None:
         self.fixed = percent
+        self.resources.set_control(self.session, "fixed-w", "opModFixedW",
+                                   round(percent * 100), "Coordinated W")
 
     def clear_fixed_w(self) -> None:
         self.fixed = None
@@ -53,7 +73,7 @@ class Port:
         self.evaluations.append(why)
 
     def authorize(self) -> None:
-        self.granted, self.session = True, object()
+        self.granted, self.session = True, SimpleNamespace(observers=[])
         for observer in self.authorization_observers:
             observer(True)
 
@@ -119,3 +139,46 @@ class SiteControlTests(SynchronousTestCase):
         self.site.apply({})
         self.assertEqual((self.a.limit(), self.b.limit()), (None, None))
         self.assertEqual((self.a.fixed, self.b.fixed), (None, None))
+
+
+class PEVResponseTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.resources = Resources()
+        self.a = Port("a", 6000.0, self.resources)
+        self.site = SiteControls([self.a], SITE, self.clock)
+        self.got: list[tuple[bytes, str, int]] = []
+        self.site.responses = lambda *r: self.got.append(r)
+
+    def answer(self, port: Port, key: str, status: int) -> None:
+        """The PEV on ``port`` posts a Response to the control served under ``key``."""
+        control = self.resources.issued[(id(port.session), key)]
+        for observer in port.session.observers:
+            observer.response_received(port.session, SimpleNamespace(
+                subject=control.mRID, status=status))
+
+    def test_relayed_responses_reported_for_the_dme_control(self) -> None:
+        """A PEV's Responses (Received, Started) to the opModMaxLimW relayed for DME control
+        A are reported as answers to A, with the port; when DME control B of the same value
+        takes over (the PEV's control is unchanged), B is reported as already Started by
+        that PEV; a Response to another control (the site sharing's) is not reported."""
+        dme_a, dme_b = b"\xaa" * 16, b"\xbb" * 16
+        self.a.authorize()
+        self.site.apply({"opModMaxLimW": 5000, "sources": {"opModMaxLimW": dme_a.hex()}})
+        self.answer(self.a, DME_LIMIT_KEY, 1)
+        self.answer(self.a, DME_LIMIT_KEY, 2)
+        self.assertEqual(self.got, [(dme_a, "a", 1), (dme_a, "a", 2)])
+        self.site.apply({"opModMaxLimW": 5000, "sources": {"opModMaxLimW": dme_b.hex()}})
+        self.assertEqual(self.got[2:], [(dme_b, "a", 1), (dme_b, "a", 2)])
+        self.resources.set_control(self.a.session, "share", "opModMaxLimW", 9000,
+                                   "Site sharing")
+        self.answer(self.a, "share", 2)
+        self.assertEqual(len(self.got), 4)
+
+    def test_fixed_w_responses(self) -> None:
+        """The opModFixedW relayed for a DME setpoint is followed the same way."""
+        dme = b"\xcc" * 16
+        self.a.authorize()
+        self.site.apply({"opModFixedW": 2500, "sources": {"opModFixedW": dme.hex()}})
+        self.answer(self.a, "fixed-w", 2)
+        self.assertEqual(self.got, [(dme, "a", 2)])

@@ -5,7 +5,9 @@ JSON object per line):
 
 ``status``                   every port: state, PEV, authorization and its reasons,
                              contactor (commanded, sensed, fault), last meter sample and
-                             its age, meter fault
+                             its age, meter fault; with a DME uplink, ``uplink``:
+                             connected or lost (since, why), last contact, controls in
+                             force, queue depth, drops, duplicates, subscriptions
 ``fixed-w PORT PERCENT``     coordinated charging/discharging (4.8.2): a DERControl
                              opModFixedW, positive = the PEV discharges
 ``clear-fixed-w PORT``       withdraw it
@@ -19,7 +21,7 @@ Only local users who can open the socket (mode 0600 by default) can send command
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -59,8 +61,10 @@ class OperatorProtocol(LineOnlyReceiver):
     delimiter = b"\n"
     log = Logger()
 
-    def __init__(self, ports: Mapping[str, PortController]) -> None:
+    def __init__(self, ports: Mapping[str, PortController],
+                 uplink: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.ports = ports
+        self.uplink = uplink
 
     def answer(self, obj: Any) -> None:
         self.sendLine(json.dumps(obj).encode("utf-8"))
@@ -83,7 +87,10 @@ class OperatorProtocol(LineOnlyReceiver):
     def command(self, words: list[str]) -> Any:
         cmd, args = words[0], words[1:]
         if cmd == "status" and not args:
-            return {"ports": [port_status(p) for p in self.ports.values()]}
+            status: dict[str, Any] = {"ports": [port_status(p) for p in self.ports.values()]}
+            if self.uplink is not None:
+                status["uplink"] = dict(self.uplink())
+            return status
         if cmd == "fixed-w" and len(args) == 2:
             try:
                 percent = float(args[1])
@@ -112,8 +119,10 @@ class OperatorProtocol(LineOnlyReceiver):
 class OperatorFactory(Factory):
     noisy = False
 
-    def __init__(self, ports: Mapping[str, PortController]) -> None:
+    def __init__(self, ports: Mapping[str, PortController],
+                 uplink: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.ports = ports
+        self.uplink = uplink
 
     def buildProtocol(self, addr: Any) -> OperatorProtocol:
-        return OperatorProtocol(self.ports)
+        return OperatorProtocol(self.ports, self.uplink)

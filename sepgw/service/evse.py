@@ -130,7 +130,8 @@ class EVSEGateway(RoleService):
             service.setServiceParent(self)
             self.ports.append(service)
         self.add_operator_socket(
-            OperatorFactory({p.controller.name: p.controller for p in self.ports}))
+            OperatorFactory({p.controller.name: p.controller for p in self.ports},
+                            uplink=getattr(self.uplink, "status", None)))
         networks = [p.network for p in self.ports if p.network is not None]
         port_of = None
         if networks:
@@ -148,6 +149,7 @@ class EVSEGateway(RoleService):
         if self.uplink is not None:
             self.dme_site.attach([p.controller for p in self.ports], self.coordinator)
             self.uplink.set_control_sink(self.uplink_control)
+            self.dme_site.responses = getattr(self.uplink, "pev_response", None)
             self._telemetry = LoopingCall(self.publish_telemetry)
             self._telemetry.clock = reactor
         if config["dbus"]["enabled"]:  # txdbus imported only then (idle RSS)

@@ -16,6 +16,18 @@ answered 252 and never executed. Responses, readings, DERStatus and DERAvailabil
 through the :class:`DurableQueue` and are delivered in order. Losing the DME only moves the
 machine to ``backoff``: events already received keep running on their schedule, and nothing
 here can grant or close anything (docs/uplink.md).
+
+Subscriptions (``notify_uri`` set: the EVSE has a listener the DME can reach): the
+FunctionSetAssignmentsList, each DERProgramList, DefaultDERControl and DERControlList are
+subscribed to just before they are first read; a notification re-walks at once. While every
+resource walked is subscribed the walk runs only at the check rate (``verify_s``): each
+Subscription is read back (404: gone) and a resource found changed without a notification
+means notifications do not reach the EVSE; either way that resource falls back to polling
+at the pollRate (as the PEV does, V2G-4.1.4-4).
+
+PEV responses: a control executed by the PEVs (opModFixedW, opModMaxLimW) is answered
+Started upstream only when the first PEV it was relayed to answers Started, and Completed
+(3) only if one did, else Completed with no participation (10); see :meth:`pev_response`.
 """
 
 from __future__ import annotations
@@ -31,15 +43,27 @@ from sepgw.client import (
 )
 from sepgw.events import BASE_ELEMENTS, EffectiveControls, EventEngine, control_response
 from sepgw.model import (
-    DER, DERControl, DERControlList, DERList, DERProgram, DERProgramList, DefaultDERControl,
+    DER, Notification, Subscription, SubscriptionEncoding, DERControl, DERControlList, DERList, DERProgram, DERProgramList, DefaultDERControl,
     DeviceCapability, EndDevice, EndDeviceList, FunctionSetAssignmentsList, ModelError,
     ResponseStatus, Time, serialize,
 )
 from sepgw.model.types import ResponseRequired
+from sepgw.pev.http import SEPError
 from sepgw.uplink import docs
 from sepgw.uplink.queue import DurableQueue
 
-__all__ = ["State", "UplinkClient", "REJECTED_NOT_APPLICABLE"]
+__all__ = ["State", "UplinkClient", "REJECTED_NOT_APPLICABLE", "EVSE_EXECUTED",
+           "SUBSCRIPTION_LIMIT", "VERIFY_S"]
+
+EVSE_EXECUTED = ("opModEnergize", "opModConnect")
+"""Functions the EVSE executes itself (by revoking authorizations): a control carrying one
+is Started upstream when it takes effect; the others only once a PEV started it."""
+
+SUBSCRIPTION_LIMIT = 50
+"""Subscription ``limit``: list entries the DME may embed in a notification."""
+
+VERIFY_S = 300.0
+"""Default rate of the subscription check (while every walked resource is subscribed)."""
 
 REJECTED_NOT_APPLICABLE = 252
 """2030.5-2018 Table 27 response status 252, "Rejected - control parameter not applicable"
@@ -90,7 +114,8 @@ class UplinkClient:
                  register: bool = True, pin: int | None = None,
                  info: Mapping[str, Any] | None = None, post_rate_s: float = 60.0,
                  randomize: Callable[[int], int] | None = None,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, notify_uri: str | None = None,
+                 verify_s: float = VERIFY_S) -> None:
         self.http, self.clock = http, clock
         self.lfdi, self.sfdi, self.dcap = lfdi.upper(), sfdi, dcap
         self.site, self.port_names, self.queue = site, list(ports), queue
@@ -126,6 +151,35 @@ class UplinkClient:
                                   "uplink readings")
         self._status = Periodic(clock, lambda: self.post_rate_s, self._post_status,
                                 "uplink DERStatus")
+        self.last_contact: float | None = None
+        self.duplicates = 0
+        """Items delivered after an attempt the DME may have taken (a timeout, a lost
+        connection, a 5xx): each may be at the DME twice (since start)."""
+        self._ambiguous: set[int] = set()
+        """Clock time of the last answer from the DME (any status)."""
+        # subscriptions
+        self.notify_uri = notify_uri
+        """The EVSE's notificationURI for the DME; None: polling only."""
+        self.verify_s = float(verify_s)
+        self.subscriptions: dict[str, str] = {}
+        """href of a subscribed resource -> Location of its Subscription at the DME."""
+        self.refused: dict[str, str] = {}
+        """hrefs polled until the next reconnect, with the reason (refused, not notified)."""
+        self.notifications = 0
+        self.last_notification: float | None = None
+        self.fallbacks = 0
+        self._subscribing: set[str] = set()
+        self._notified: set[str] = set()
+        self._digests: dict[str, bytes] = {}
+        self._walking = False
+        self._again = False
+        self._unsubscribed = True
+        self._walked: set[str] = set()
+        # PEV responses to relayed controls
+        self.pev_responses: dict[bytes, dict[str, int]] = {}
+        """DME control mRID -> port -> the latest status its PEV answered (bounded)."""
+        self._awaiting_start: dict[bytes, DERControl] = {}
+        self._started: set[bytes] = set()
 
     # -- state machine ---------------------------------------------------------------------
 
@@ -185,10 +239,12 @@ class UplinkClient:
 
     async def _reconnect(self) -> None:
         self._enter(State.discovering)
+        self._drop_subscriptions()
         await self._connect()
 
     async def _connect(self) -> None:
         dcap = await self.http.get(self.dcap, DeviceCapability)
+        self._contact()
         self.poll_s = float(dcap.pollRate or DEFAULT_POLL_S)
         for name in ("TimeLink", "EndDeviceListLink", "MirrorUsagePointListLink"):
             link = getattr(dcap, name)
@@ -235,6 +291,10 @@ class UplinkClient:
         edev = await self.http.get(edev_href, EndDevice)
         edev.href = edev.href or edev_href
         self.links["edev"] = edev.href
+        if edev.SubscriptionListLink is not None:
+            self.links["sub"] = edev.SubscriptionListLink.href
+        elif self.notify_uri is not None:
+            self.log.info("uplink: the DME offers no SubscriptionListLink: polling")
         if edev.postRate:
             self.post_rate_s = float(edev.postRate)
         if self.pin is not None:
@@ -284,38 +344,187 @@ class UplinkClient:
         self._status.start(now=False)
         self.deliver()
 
-    async def _poll(self) -> None:
-        """One walk of the assignments, then the next one at the server's pollRate."""
+    async def _poll(self, via: str = "poll") -> None:
+        """One walk of the assignments, then the next one at the server's pollRate (at the
+        check rate while every walked resource is subscribed; at once after a notification
+        that came during the walk)."""
+        self._walking, self._again = True, False
+        self._notified.clear()
         try:
+            if via == "check":
+                await self._verify_subscriptions()
             await self._sync_time()
-            await self._walk()
+            await self._walk(via)
+            self._contact()
         finally:
+            self._walking = False
             if self.state is State.running:
-                self._later(max(1.0, self.poll_s), self._poll_again)
+                if self._again:
+                    self._later(0, lambda: self._poll_again("notification"))
+                elif self._unsubscribed:
+                    self._later(max(1.0, self.poll_s), self._poll_again)
+                else:
+                    self._later(max(1.0, self.poll_s, self.verify_s),
+                                lambda: self._poll_again("check"))
 
-    async def _poll_again(self) -> None:
+    async def _poll_again(self, via: str = "poll") -> None:
         self._enter(State.running)
-        await self._poll()
+        await self._poll(via)
 
-    async def _walk(self) -> None:
+    def _contact(self) -> None:
+        self.last_contact = float(self.clock.seconds())
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    async def _subscribe(self, href: str) -> None:
+        """Subscribe to ``href`` before it is read (no change falls between); a refusal
+        leaves it to polling until the next reconnect."""
+        target = self.links.get("sub")
+        if (self.notify_uri is None or target is None or href in self.subscriptions
+                or href in self.refused):
+            return
+        sub = Subscription(subscribedResource=href, encoding=SubscriptionEncoding.XML,
+                           level="+S1", limit=SUBSCRIPTION_LIMIT,
+                           notificationURI=self.notify_uri)
+        self._subscribing.add(href)  # a notification may beat the 201
+        location: str | None = None
+        reason = "the DME gave no Location"
+        try:
+            location = await self.http.post(target, sub)
+        except SEPError as e:
+            if e.status is None:
+                raise  # the DME is unreachable: backoff
+            reason = str(e)
+        finally:
+            self._subscribing.discard(href)
+        if not location:
+            self.refused[href] = f"subscription refused: {reason}"
+            self.log.warn("uplink: subscription to {href} refused ({reason}); polling it",
+                          href=href, reason=reason)
+            return
+        self.subscriptions[href] = location
+        self.log.info("uplink: subscribed to {href} at {location}", href=href,
+                      location=location)
+
+    def notification_received(self, notification: Notification) -> str | None:
+        """A Notification from the DME (the uplink's listener): None to accept it (201),
+        else the reason to refuse it (400). The re-walk is done afterwards."""
+        href = notification.subscribedResource
+        if href not in self.subscriptions and href not in self._subscribing:
+            return f"this EVSE has no subscription to {href}"
+        self.notifications += 1
+        self.last_notification = float(self.clock.seconds())
+        status = int(notification.status)
+        if status != 0:
+            self._fall_back(href, f"cancelled by the DME (status {status})", cancelled=True,
+                            keep_polling=True)
+            return None
+        self._notified.add(href)
+        self._kick()
+        return None
+
+    def _kick(self) -> None:
+        """Walk again as soon as possible (after the walk in progress, if any)."""
+        if self.state is not State.running:
+            return  # the next connect reads everything
+        if self._walking:
+            self._again = True
+        else:
+            self._later(0, lambda: self._poll_again("notification"))
+
+    def _fall_back(self, href: str, why: str, *, cancelled: bool = False,
+                   keep_polling: bool = False) -> None:
+        """The subscription to ``href`` ended: poll it at the pollRate from now on (until it
+        is subscribed again: at the next walk, or with ``keep_polling`` at the next
+        reconnect)."""
+        location = self.subscriptions.pop(href, None)
+        if location is None:
+            return
+        self.fallbacks += 1
+        self._unsubscribed = True
+        if keep_polling:
+            self.refused[href] = why
+        self.log.warn("uplink: subscription to {href} {why}; polling it at the pollRate",
+                      href=href, why=why)
+        if not cancelled:
+            self._delete(location)
+        self._kick()
+
+    def _delete(self, location: str) -> None:
+        d = Deferred.fromCoroutine(self._delete_now(location))
+        d.addErrback(lambda f: None)
+
+    async def _delete_now(self, location: str) -> None:
+        try:
+            await self.http.delete(location)
+        except SEPError as e:
+            self.log.info("uplink: removing subscription {location} failed: {reason}",
+                          location=location, reason=str(e))
+
+    async def _verify_subscriptions(self) -> None:
+        """Each Subscription still exists at the DME (a server may drop one after failed
+        deliveries without telling)."""
+        for href, location in list(self.subscriptions.items()):
+            try:
+                await self.http.get(location, Subscription)
+            except SEPError as e:
+                if e.status == 404:
+                    self._fall_back(href, "no longer exists at the DME (404)")
+                elif e.status is None:
+                    raise
+
+    def _drop_subscriptions(self) -> None:
+        """Reconnecting: forget the subscriptions (removed at the DME, best effort) and
+        what was refused; the walk subscribes again."""
+        for location in self.subscriptions.values():
+            self._delete(location)
+        self.subscriptions.clear()
+        self.refused.clear()
+        self._digests.clear()
+        self._unsubscribed = True
+
+    async def _read(self, href: str, via: str, read: Callable[[], Any]) -> Any:
+        """Subscribe to ``href``, read it; on a check, a subscribed resource that changed
+        with no notification means notifications are not arriving: fall back."""
+        self._walked.add(href)
+        await self._subscribe(href)
+        if href not in self.subscriptions:
+            self._unsubscribed = True
+        result = await read()
+        digest = _fingerprint(result)
+        old = self._digests.get(href)
+        self._digests[href] = digest
+        if (via == "check" and old is not None and old != digest
+                and href in self.subscriptions and href not in self._notified):
+            self._fall_back(href, "changed with no notification (notifications do not "
+                                  "reach the EVSE)", keep_polling=True)
+        return result
+
+    async def _walk(self, via: str = "poll") -> None:
         edev = await self.http.get(self.links["edev"], EndDevice)
         if edev.postRate:
             self.post_rate_s = float(edev.postRate)
+        self._unsubscribed = self.notify_uri is None or "sub" not in self.links
+        self._walked = set()
         seen: set[str] = set()
         if edev.FunctionSetAssignmentsListLink is not None:
-            fsal, assignments = await fetch_all(
-                self.http, edev.FunctionSetAssignmentsListLink.href, FunctionSetAssignmentsList)
+            href = edev.FunctionSetAssignmentsListLink.href
+            fsal, assignments = await self._read(href, via, lambda: fetch_all(
+                self.http, href, FunctionSetAssignmentsList))
             rates = [fsal.pollRate]
             for fsa in assignments:
                 if fsa.DERProgramListLink is None:
                     continue
-                derpl, programs = await fetch_all(self.http, fsa.DERProgramListLink.href,
-                                                  DERProgramList)
+                lhref: str = fsa.DERProgramListLink.href
+
+                def read_programs(h: str = lhref) -> Any:
+                    return fetch_all(self.http, h, DERProgramList)
+                derpl, programs = await self._read(lhref, via, read_programs)
                 rates.append(derpl.pollRate)
                 for program in programs:
                     if program.href and program.href not in seen:
                         seen.add(program.href)
-                        await self._program(program)
+                        await self._program(program, via)
             known = [float(r) for r in rates if r]
             if known:
                 self.poll_s = min(known)
@@ -323,11 +532,16 @@ class UplinkClient:
             self.log.info("uplink: DERProgram {href} withdrawn", href=href)
             self.engine.remove_program(href)
         self.programs = seen
+        for href in set(self.subscriptions) - self._walked:
+            self._delete(self.subscriptions.pop(href))  # no longer used
+            self._digests.pop(href, None)
 
-    async def _program(self, program: DERProgram) -> None:
+    async def _program(self, program: DERProgram, via: str = "poll") -> None:
         default = None
         if program.DefaultDERControlLink is not None:
-            default = await self.http.get(program.DefaultDERControlLink.href, DefaultDERControl)
+            dhref = program.DefaultDERControlLink.href
+            default = await self._read(dhref, via, lambda: self.http.get(dhref,
+                                                                         DefaultDERControl))
             extra = _unsupported(default.DERControlBase)
             if extra:
                 self.log.warn("uplink: DefaultDERControl {href} has functions the site cannot "
@@ -335,8 +549,9 @@ class UplinkClient:
                               names=", ".join(extra))
         controls: list[DERControl] = []
         if program.DERControlListLink is not None:
-            _, listed = await fetch_all(self.http, program.DERControlListLink.href,
-                                        DERControlList)
+            chref = program.DERControlListLink.href
+            _, listed = await self._read(chref, via, lambda: fetch_all(self.http, chref,
+                                                                       DERControlList))
             for control in listed:
                 extra = _unsupported(control.DERControlBase)
                 if extra:
@@ -369,7 +584,48 @@ class UplinkClient:
             self.sink({"site": site})
 
     def _respond(self, control: DERControl, status: ResponseStatus) -> None:
-        self._send_response(control, int(status))
+        """The engine's response to the DME, with the PEVs' part (docs/uplink.md, "PEV
+        responses"): Started of a control the PEVs execute waits for a PEV's Started;
+        Completed of one no PEV started is 10 (completed with no participation)."""
+        s, mrid = int(status), control.mRID
+        own = _evse_executed(control)
+        if s == ResponseStatus.EVENT_STARTED:
+            if not own and not self._pev_started(mrid):
+                self._awaiting_start[mrid] = control
+                self.log.info("uplink: DERControl {mrid} in effect; Started is reported when "
+                              "a PEV starts it", mrid=mrid.hex())
+                return
+            self._started.add(mrid)
+        elif s in (ResponseStatus.EVENT_COMPLETED, ResponseStatus.EVENT_CANCELLED,
+                   ResponseStatus.EVENT_SUPERSEDED):
+            self._awaiting_start.pop(mrid, None)
+            started = mrid in self._started
+            self._started.discard(mrid)
+            if s == ResponseStatus.EVENT_COMPLETED and not own and not started:
+                s = int(ResponseStatus.COMPLETED_NO_PARTICIPATION)
+        self._send_response(control, s)
+
+    def _pev_started(self, mrid: bytes) -> bool:
+        return any(v in (ResponseStatus.EVENT_STARTED, ResponseStatus.EVENT_COMPLETED)
+                   for v in self.pev_responses.get(mrid, {}).values())
+
+    def pev_response(self, mrid: bytes, port: str, status: int) -> None:
+        """A PEV answered ``status`` to the control relayed to it on ``port`` for the DME's
+        control ``mrid`` (from :class:`sepgw.uplink.site.SiteControls`). The first PEV
+        Started releases the DME control's Started; other statuses (opt-outs, rejections)
+        are kept for the status, not sent upstream."""
+        ports = self.pev_responses.setdefault(mrid, {})
+        ports[port] = int(status)
+        while len(self.pev_responses) > 256:
+            del self.pev_responses[next(iter(self.pev_responses))]
+        self.log.info("uplink: {port}'s PEV answered {status} to DME control {mrid}",
+                      port=port, status=int(status), mrid=mrid.hex())
+        control = self._awaiting_start.get(mrid)
+        if control is not None and int(status) in (ResponseStatus.EVENT_STARTED,
+                                                    ResponseStatus.EVENT_COMPLETED):
+            del self._awaiting_start[mrid]
+            self._started.add(mrid)
+            self._send_response(control, int(ResponseStatus.EVENT_STARTED))
 
     def _send_response(self, control: DERControl, status: int) -> None:
         if not control.replyTo:
@@ -462,12 +718,18 @@ class UplinkClient:
                     status, _, body = await self.http.request(item.method, href, item.body)
                 except Exception as e:
                     if self.state is not State.stopped:
+                        if not _never_sent(e):
+                            self._ambiguous.add(item.id)  # the DME may have taken it
                         self._retry(item.id, f"{type(e).__name__}: {e}")
                     return
                 if self.state is State.stopped:
                     return  # the queue may be closed; the item is sent again next time
                 if 200 <= status < 300:
                     self.queue.ack(item.id)
+                    self._contact()
+                    if item.id in self._ambiguous:
+                        self._ambiguous.discard(item.id)
+                        self.duplicates += 1
                     self._delivery_backoff.reset()
                 elif 400 <= status < 500 and status not in (408, 429):
                     reason = f"{status} {body[:200].decode('utf-8', 'replace')}".strip()
@@ -476,6 +738,8 @@ class UplinkClient:
                                   "set aside", kind=item.kind, method=item.method, href=href,
                                   reason=reason)
                 else:
+                    if status >= 500:
+                        self._ambiguous.add(item.id)
                     self._retry(item.id, f"HTTP {status}")
                     return
         finally:
@@ -491,11 +755,61 @@ class UplinkClient:
     # -- status ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return {"state": self.state.value, "error": self.error, "lost_since": self.lost_since,
+        """What ``sepgw ctl status`` shows: connected or lost (since when, why), the last
+        contact, the controls in force, the queue (depth, drops, duplicates, poisoned) and
+        the subscriptions."""
+        stats = self.queue.stats()
+        return {"state": self.state.value, "connected": self.state is State.running,
+                "error": self.error, "lost_since": self.lost_since,
+                "last_contact": self.last_contact,
+                "safety": ("local limits and the DefaultDERControl last read stay in force"
+                           if self.state is not State.running else "normal"),
                 "controls": {k: (v.value if not hasattr(v.value, "href") else v.value.href)
                              for k, v in self.effective.controls.items()},
                 "events": {m.hex(): s.value for m, s in self.engine.states().items()},
-                "queue": self.queue.stats()}
+                "queue": stats, "queue_depth": stats["queued"], "dropped": stats["dropped"],
+                "duplicates": self.duplicates,
+                "subscriptions": {"notify_uri": self.notify_uri,
+                                  "active": dict(self.subscriptions),
+                                  "polled": dict(self.refused),
+                                  "notifications": self.notifications,
+                                  "last_notification": self.last_notification,
+                                  "fallbacks": self.fallbacks},
+                "pev_responses": {m.hex(): dict(p) for m, p in self.pev_responses.items()}}
+
+
+def _never_sent(error: Exception) -> bool:
+    """A failure before the request left (refused connection, no route, DNS)."""
+    text = f"{type(error).__name__} {error}"
+    return any(k in text for k in ("ConnectionRefused", "ConnectError", "DNSLookupError",
+                                   "NoRouteError", "unreachable"))
+
+
+def _evse_executed(control: DERControl) -> bool:
+    base = control.DERControlBase
+    return any(getattr(base, name) is not None for name in EVSE_EXECUTED)
+
+
+def _fingerprint(read: Any) -> bytes:
+    """What of a resource matters to the uplink, for "changed without a notification":
+    list entries by href/mRID, creationTime, primacy and a cancelled or superseded status
+    (not Scheduled -> Active, which servers change without notifying), a
+    DefaultDERControl's mRID and DERControlBase."""
+    import hashlib
+
+    if isinstance(read, tuple):
+        _, items = read
+        parts = []
+        for item in items:
+            status = getattr(getattr(item, "EventStatus", None), "currentStatus", 0)
+            parts.append(repr((item.href, getattr(item, "mRID", None),
+                               getattr(item, "creationTime", None),
+                               getattr(item, "primacy", None),
+                               int(status) if int(status or 0) >= 2 else 0)))
+        data = "\n".join(parts).encode()
+    else:
+        data = serialize(read)
+    return hashlib.sha256(data).digest()
 
 
 def _unsupported(base: Any) -> list[str]:

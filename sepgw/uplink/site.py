@@ -18,12 +18,18 @@ configured.
 
 A control that arrives with no PEV authorized is kept and relayed when a PEV is authorized
 while the event is still in effect (the EventEngine ends it on its schedule).
+
+The PEVs' Responses to the relayed DERControls are reported to ``responses`` (the uplink's
+:meth:`~sepgw.uplink.client.UplinkClient.pev_response`) as answers to the DME control the
+relayed one carries (the ``sources`` of the site control), also when one relayed control
+carries a later DME control of the same value.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections import OrderedDict
+from typing import Any, Callable, Mapping, Sequence
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -34,6 +40,8 @@ from sepgw.interfaces import Decision, IAuthorizationPolicy
 __all__ = ["DMEGatedPolicy", "SiteControls", "DME_LIMIT_KEY"]
 
 DME_LIMIT_KEY = "dme-max-lim-w"
+_RELAYED_KEPT = 1024
+"""Relayed DERControls remembered for their PEVs' Responses."""
 
 
 @implementer(IAuthorizationPolicy)
@@ -75,6 +83,12 @@ class SiteControls:
         self._fixed: dict[str, tuple[Any, float]] = {}
         self._limit: dict[str, tuple[Any, int, int]] = {}
         self._pending: Any = None
+        self.sources: dict[str, str | None] = {}
+        self.responses: Callable[[bytes, str, int], None] | None = None
+        """Called with (DME control mRID, port, status) for each PEV Response to a relayed
+        control."""
+        self._relayed: OrderedDict[bytes, tuple[str, set[bytes], set[int]]] = OrderedDict()
+        """relayed DERControl mRID -> (port, the DME controls it carries, PEV statuses)."""
         self.attach(ports, coordinator)
 
     def attach(self, ports: Sequence[Any], coordinator: Any = None) -> None:
@@ -99,6 +113,7 @@ class SiteControls:
         """New controls in effect (``None`` or absent: that function is not controlled)."""
         before = self.denial()
         self.controls = {k: v for k, v in controls.items() if k != "sources"}
+        self.sources = dict(controls.get("sources") or {})
         after = self.denial()
         if before != after:
             why = after or "DME: energize and connect no longer false"
@@ -123,6 +138,53 @@ class SiteControls:
         wants = {p.name: _want(p, self.site_max_w) for p in authorized}
         self._relay_fixed(authorized, wants)
         self._relay_limit(authorized, wants)
+        self._follow(authorized)
+
+    # -- the PEVs' Responses ---------------------------------------------------------------
+
+    def _follow(self, authorized: list[Any]) -> None:
+        """Link each relayed DERControl to the DME control it now carries."""
+        for p in authorized:
+            for function, key in (("opModFixedW", "fixed"), ("opModMaxLimW", "limit")):
+                source = self.sources.get(function)
+                held = (self._fixed if key == "fixed" else self._limit).get(p.name)
+                if not source or held is None or held[0] is not p.session:
+                    continue
+                control = _relayed_control(p, function)
+                if control is None:
+                    continue
+                observers = getattr(p.session, "observers", None)
+                if observers is not None and self not in observers:
+                    observers.append(self)
+                mrid, dme = bytes(control.mRID), bytes.fromhex(source)
+                port, carried, statuses = self._relayed.setdefault(mrid, (p.name, set(), set()))
+                if dme not in carried:
+                    carried.add(dme)
+                    for status in sorted(statuses):  # already answered: report for it too
+                        self._report(dme, port, status)
+                self._relayed.move_to_end(mrid)
+                while len(self._relayed) > _RELAYED_KEPT:
+                    self._relayed.popitem(last=False)
+
+    def response_received(self, session: Any, response: Any) -> None:
+        """A PEV posted a Response (session observer): one to a relayed control is
+        reported for the DME control(s) it carries."""
+        if response.subject is None or response.status is None:
+            return
+        entry = self._relayed.get(bytes(response.subject))
+        if entry is None:
+            return
+        port, carried, statuses = entry
+        statuses.add(int(response.status))
+        for dme in carried:
+            self._report(dme, port, int(response.status))
+
+    def _report(self, dme: bytes, port: str, status: int) -> None:
+        if self.responses is not None:
+            try:
+                self.responses(dme, port, status)
+            except Exception:
+                self.log.failure("Reporting a PEV response upstream failed")
 
     def _relay_fixed(self, authorized: list[Any], wants: Mapping[str, float]) -> None:
         fixed = self.controls.get("opModFixedW")
@@ -178,6 +240,26 @@ class SiteControls:
                 if old[0] is session and session is not None:
                     p.resources.clear_control(session, DME_LIMIT_KEY)
                 del self._limit[p.name]
+
+
+def _relayed_control(port: Any, function: str) -> Any:
+    """The DERControl the DME's ``function`` is served to ``port``'s PEV as (None when the
+    port's resources cannot say)."""
+    management = getattr(port.resources, "management", None)
+    if management is None or port.session is None:
+        return None
+    try:
+        extras = management(port.session).extras()
+    except (KeyError, LookupError):
+        return None
+    for control in extras:
+        base = control.DERControlBase
+        if function == "opModFixedW" and base.opModFixedW is not None:
+            return control
+        if (function == "opModMaxLimW" and base.opModMaxLimW is not None
+                and control.description == "DME limit"):
+            return control
+    return None
 
 
 def _want(port: Any, site_max_w: float) -> float:
