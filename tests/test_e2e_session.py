@@ -106,14 +106,17 @@ class SimulatedLinkTests(SynchronousTestCase):
     def test_pev_stops_quickly_when_evse_is_gone(self) -> None:
         """An authorized, subscribed PEV whose EVSE stops answering (the EVSE process frozen:
         connections stay open, nothing answers, as after an unplug without RST) exits within
-        a few seconds of SIGTERM, logging what it abandons."""
+        a few seconds of SIGTERM, logging what it abandons. The PEV logs heartbeats left
+        unanswered (V2G-4.8.1.1-1: one every second, whatever the EVSE does)."""
         evse, pev, _, _ = self.start()
         evse.wait_for(r"port1: not authorized -> authorized", timeout=30)
         pev.wait_for(r"opModEnergize True")
         evse.popen.send_signal(signal.SIGSTOP)
         self.addCleanup(lambda: evse.popen.poll() is None
                         and evse.popen.send_signal(signal.SIGCONT))
-        time.sleep(1.5)  # a real-time pause: heartbeats go unanswered meanwhile
+        # The PEV notices: a heartbeat is due while the previous one is still unanswered.
+        pev.wait_for(r"Heartbeat unanswered: \d+ DERStatus PUT\(s\) pending, the oldest for "
+                     r"[\d.]+ s", timeout=10)
         began = time.monotonic()
         self.assertEqual(pev.terminate(timeout=15), -signal.SIGTERM, pev.output)
         self.assertLess(time.monotonic() - began, 6.0, pev.output)

@@ -82,13 +82,28 @@ class World:
     """One EVSE port (real policy) and one PEV client on one fake clock."""
 
     def __init__(self, **behaviour: bool) -> None:
-        config = load(ETC / "sepgw.toml", "evse")
         self.clock = Clock()
         self.clock.advance(T0)
+        self.ids = identities()
+        self.build_evse()
+        self.agent = IdentifiedAgent(self.traversal, "pev")
+        self.inverter = RecordingInverter()
+        vehicle = load(ETC / "pev.toml", "pev")["vehicle"]
+        base = {"discharge_before_authorization": False, "exceed_limit": False,
+                "stop_heartbeats": False, "skip_responses": False, "invalid_bodies": False,
+                "report": None}
+        base.update(behaviour)
+        self.client = J3072Client(clock=self.clock, http=SEPClient(self.agent, BASE),
+                                  lfdi=self.ids["pev"].lfdi, dcap="/dcap", vehicle=vehicle,
+                                  inverter=self.inverter, behaviour=base)
+
+    def build_evse(self) -> None:
+        """A fresh EVSE (resource tree, port controller, policy, HTTP server) on the clock:
+        at start, and as a restarted EVSE process."""
+        config = load(ETC / "sepgw.toml", "evse")
         self.resources = EVSEResources(
             server=config["server"], site=config["site"], management=config["management"],
             ports=["port1"], clock=self.clock)
-        self.ids = identities()
         policy = build("policy", "j3072", self.clock,
                        approved_list=str(ETC / "approved-pevs.txt"))
         self.contactor = build("contactor", "simulated", self.clock)
@@ -103,16 +118,6 @@ class World:
         self.port.link_up(LinkPeer(address="::1"))
         server = EVSEHTTPServer(self.resources, identify=self._identify)
         self.traversal = RequestTraversalAgent(server.resource())
-        self.agent = IdentifiedAgent(self.traversal, "pev")
-        self.inverter = RecordingInverter()
-        vehicle = load(ETC / "pev.toml", "pev")["vehicle"]
-        base = {"discharge_before_authorization": False, "exceed_limit": False,
-                "stop_heartbeats": False, "skip_responses": False, "invalid_bodies": False,
-                "report": None}
-        base.update(behaviour)
-        self.client = J3072Client(clock=self.clock, http=SEPClient(self.agent, BASE),
-                                  lfdi=self.ids["pev"].lfdi, dcap="/dcap", vehicle=vehicle,
-                                  inverter=self.inverter, behaviour=base)
 
     def _identify(self, request: Any) -> Any:
         name = request.getHeader(b"x-test-client")
@@ -276,12 +281,12 @@ class SequenceTests(SynchronousTestCase):
         session = self.w.resources.sessions[0]
         management = copy.deepcopy(load(ETC / "sepgw.toml", "evse")["management"])
         management["limit_active_power"] = {"max_w_pct": 60.0}
-        self.w.clock.advance(5)
+        self.w.run(5)
         self.w.resources.update_management(management)
         self.w.run(1.1)
         self.assertEqual(self.w.inverter.applied[-1]["opModMaxLimW"], 60.0)
         management["limit_active_power"] = {"max_w_pct": 30.0}
-        self.w.clock.advance(5)
+        self.w.run(5)
         self.w.resources.update_management(management)
         self.w.run(1.1)
         self.assertEqual(self.w.inverter.applied[-1]["opModMaxLimW"], 30.0)

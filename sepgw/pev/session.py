@@ -29,12 +29,27 @@ or the configured URL) is known in advance. The sequence:
 
 A TLS failure, a refused certificate or a missing EndDevice stops the sequence: the PEV
 reverts to "non-J3072 mode" (V2G-4.5.2-4, V2G-4.5.3-4).
+
+Resynchronisation: the PEV discharges only on an opModEnergize true read in the current
+session. When the session it read its authorization in may be gone, :meth:`J3072Client.resync`
+withdraws the authorization at once (inverter to no export) and redoes the sequence from
+discovery; discharge needs a DefaultDERControl read in that new run. The triggers:
+
+- the TLS session ended: every established connection to the EVSE was lost (the EVSE keeps a
+  PEV's session across connections, per LFDI and link, so a new connection beside a live one
+  is not a new session; losing them all is, an EVSE restart closes them all);
+- the EVSE's session is gone: 404 on a session-static resource (profile Table 3, V2G-4.1.2-1),
+  or the EndDevice or DeviceCapability links changed;
+- the PEV stalled: its loop schedule fell behind its clock by more than
+  ``stall_threshold_s`` (a frozen process, a suspended machine).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred
 from twisted.internet.task import LoopingCall
@@ -95,14 +110,36 @@ TIME_JITTER_S = 1.0
 """Subscription ``limit``: list entries embedded in a notification; more are fetched."""
 SAFETY_POLL_S = 30.0
 """How often subscriptions are checked (GET of each Location) and their resources re-read."""
+STALL_CHECK_S = 0.25
+"""Period of the stall check (the PEV's own loop schedule against its clock)."""
+STALL_THRESHOLD_S = 2.0
+"""A stall check this much later than scheduled is a stall: the PEV resynchronises. Two
+heartbeat periods: far above reactor jitter, far below the EVSE's 10 s heartbeat loss."""
+RESYNC_RETRY_S = 1.0
+"""While a resynchronisation cannot reach the EVSE it is tried again this often."""
 TABLE4 = {"FunctionSetAssignmentsListLink": "FunctionSetAssignmentsList",
           "DERProgramListLink": "DERProgramList", "dderc": "DefaultDERControl",
           "derc": "DERControlList"}
 """The subscribable resources (profile Table 4), by the key of their href in ``links``."""
 
 
+def _link_map(resource: Any) -> dict[str, str]:
+    """The links (``...Link`` attributes with an href) of a resource, by name."""
+    links = {}
+    for name in (f.name for f in dataclasses.fields(resource)):
+        if name.endswith("Link"):
+            link = getattr(resource, name, None)
+            if link is not None and getattr(link, "href", None):
+                links[name] = link.href
+    return links
+
+
 class NonJ3072(Exception):
     """The J3072 sequence cannot go on; the PEV reverts to its non-J3072 mode."""
+
+
+class Superseded(Exception):
+    """A run of the sequence was overtaken by a resynchronisation; its results are void."""
 
 
 class J3072Client:
@@ -115,7 +152,8 @@ class J3072Client:
                  report: RunReport | None = None,
                  mrid: Callable[[], bytes] = lambda: os.urandom(16),
                  notify_uri: str | None = None, subscription_limit: int = SUBSCRIPTION_LIMIT,
-                 safety_poll_s: float = SAFETY_POLL_S) -> None:
+                 safety_poll_s: float = SAFETY_POLL_S,
+                 stall_threshold_s: float | None = STALL_THRESHOLD_S) -> None:
         self.clock = clock
         self.http = http
         self.lfdi = lfdi.upper()
@@ -169,6 +207,34 @@ class J3072Client:
         """hrefs of DERPrograms replaced by another: removed from the engine at the next feed."""
         self.closing = False
         self._opmode: tuple[int, int] | None = None
+        self.epoch = 0
+        """Run of the sequence: a resynchronisation starts a new one; reads of an older run
+        are void."""
+        self.resyncs: list[tuple[float, str]] = []
+        """(clock time, reason) of each resynchronisation."""
+        self._orphans: dict[str, str] = {}
+        """Subscriptions of a session left behind, removed when the sequence is redone."""
+        self._stale: str | None = None
+        """Why a resynchronisation is due on waking (none is sent while asleep)."""
+        self._retry: Any = None
+        self._retries = 0
+        self._dcap_links: dict[str, str] = {}
+        self._edev_links: dict[str, str] = {}
+        self._static: set[str] = set()
+        """Paths of this session's session-static resources (profile Table 3)."""
+        self._mup_mrid: bytes | None = None
+        self.stall_threshold_s = stall_threshold_s
+        self._watch: LoopingCall | None = None
+        self._last_check = 0.0
+        self._heartbeats: dict[object, float] = {}
+        """Heartbeats still unanswered, with when they were sent."""
+        self._heartbeat_warned = 0
+        tracker = getattr(http, "connections", None)
+        if tracker is not None:
+            tracker.observers.append(self._connection_event)
+        observers = getattr(http, "error_observers", None)
+        if observers is not None:
+            observers.append(self._http_error)
 
     # -- time --------------------------------------------------------------------------
 
@@ -182,29 +248,161 @@ class J3072Client:
     # -- the sequence ------------------------------------------------------------------
 
     def start(self) -> Deferred[None]:
+        self._start_watch()
         return ensureDeferred(self.run())
 
     async def run(self) -> None:
+        epoch = self.epoch
         try:
             await self.discover()
             await self.step1()
             await self.step2()
             await self.step3()
             await self.metrology()
+        except Superseded:
+            return
         except (SEPError, NonJ3072) as e:
-            if self.closing:
+            if self.closing or epoch != self.epoch:
+                return
+            if self.state == "resync" and isinstance(e, SEPError) and e.status is None:
+                self._retry_resync(str(e))  # the EVSE not (yet) reachable: try again
                 return
             self.non_j3072(str(e))
             return
-        if self.closing:
+        if self.closing or epoch != self.epoch:
             return
+        if self.state == "resync":
+            self.report.record("resynchronised: sequence redone from discovery", True,
+                               self.resyncs[-1][1] if self.resyncs else "")
+            self.log.info("Resynchronised with the EVSE: J3072 sequence redone")
         self.state = "periodic"
         self._apply_inverter()  # an authorization granted during the sequence takes effect
         self.start_periodic()
 
+    # -- resynchronisation ----------------------------------------------------------------
+
+    def resync(self, reason: str) -> None:
+        """The session the authorization was read in may be gone: no discharge from now on
+        (inverter to no export at once) until the J3072 sequence is redone from discovery
+        and a DefaultDERControl is read in it. Recorded in the run report and logged."""
+        if self.closing or self.state == "non-J3072":
+            return
+        self.epoch += 1
+        self.resyncs.append((self.clock.seconds(), reason))
+        was = self.energize
+        self.stop()
+        self.engine = EventEngine(self.server_now, self.clock, self._effective, self._respond)
+        self.energize = False
+        self.authorized_at = None
+        self.effective, self._settings = {}, {}
+        self.program, self._default, self._controls = None, None, []
+        self._retired.clear()
+        self._curves.clear()
+        self.comms_ok, self._failures, self._successes = True, 0, 0
+        self._heartbeats.clear()
+        self._heartbeat_warned = 0
+        self._time_read = False
+        self._static.clear()
+        old = dict(self.subscriptions)
+        self.subscriptions.clear()
+        self._subscribing.clear()
+        self.links = {}
+        self.state = "resync"
+        self._apply_inverter()
+        self.report.record("resynchronisation: authorization void until the sequence is "
+                           "redone", True, reason, "V2G-4.5.2-4", "V2G-4.1.2-1")
+        self.log.warn("Resynchronising with the EVSE ({reason}): discharge stopped"
+                      "{was}; redoing the J3072 sequence from discovery", reason=reason,
+                      was=" (was authorized)" if was else "")
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retries = 0
+        self._orphans.update(old)
+        if self.sleeping:
+            self._stale = reason  # nothing is sent while asleep: redone on waking
+            return
+        # Not from within the caller (a connection being torn down, a response callback).
+        self._retry = self.clock.callLater(0, self._rerun)
+
+    def _rerun(self) -> None:
+        self._retry = None
+        if self.state != "resync" or self.closing:
+            return
+        orphans, self._orphans = self._orphans, {}
+        for location in orphans.values():  # the same EVSE session may still hold them
+            d = self.http.delete(location)
+            d.addTimeout(CLOSE_BUDGET_S, self.clock)
+            d.addErrback(lambda f: None)
+        self._guard("resynchronisation", self.run)
+
+    def _retry_resync(self, why: str) -> None:
+        self._retries += 1
+        if self._retries == 1 or self._retries % 10 == 0:
+            self.log.warn("Resynchronisation: EVSE not reachable ({why}); trying again "
+                          "every {every:g} s (attempt {n})", why=why, every=RESYNC_RETRY_S,
+                          n=self._retries)
+        self._static.clear()
+        self._retry = self.clock.callLater(RESYNC_RETRY_S, self._rerun)
+
+    def _connection_event(self, event: str, number: int) -> None:
+        """The connection tracker: when the last established connection ends, the TLS
+        session with the EVSE has ended (unless the EVSE closes connections on purpose,
+        ``Connection: close``)."""
+        tracker = self.http.connections
+        assert tracker is not None  # only the tracker calls this
+        if event == "made" and number > 1:
+            self.log.info("Connection #{n} to the EVSE opened ({live} established open)",
+                          n=number, live=len(tracker.established))
+        if event != "ended" or tracker.established or tracker.server_closes:
+            return
+        if self.state in ("periodic", "resync", "starting"):
+            self.resync(f"TLS session ended: connection #{number}, the last one "
+                        "established to the EVSE, was lost")
+
+    def _http_error(self, error: SEPError) -> None:
+        """A 404 on a session-static resource: the EVSE's session for this PEV is gone."""
+        if error.status != 404 or self.state != "periodic":
+            return
+        path = urlsplit(error.url).path
+        if path in self._static:
+            self.resync(f"the EVSE's session is gone: {error.method} {path} answered 404")
+
+    def _static_links(self, *hrefs: str | None) -> None:
+        self._static.update(urlsplit(self.http.url(h)).path for h in hrefs if h)
+
+    def _start_watch(self) -> None:
+        if self.stall_threshold_s is None or self._watch is not None:
+            return
+        self._last_check = self.clock.seconds()
+        self._watch = LoopingCall(self.check_stall)
+        self._watch.clock = self.clock
+        self._watch.start(STALL_CHECK_S, now=False)
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        self._watch = None
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    def check_stall(self) -> None:
+        """Compare the clock with the stall check's schedule: running more than
+        ``stall_threshold_s`` late means the PEV was stalled (frozen, suspended) and its
+        view of the EVSE is stale. Also called at once when the process is continued."""
+        now = self.clock.seconds()
+        late = now - self._last_check - STALL_CHECK_S
+        self._last_check = now
+        if self.stall_threshold_s is None or late <= self.stall_threshold_s:
+            return
+        if self.state in ("periodic", "resync", "starting"):
+            self.resync(f"the PEV stalled: its loops ran {late + STALL_CHECK_S:.1f} s after "
+                        f"the previous check, {STALL_CHECK_S:g} s expected")
+
     def non_j3072(self, reason: str) -> None:
         """Stop the J3072 sequence: no discharge, no more requests (V2G-4.5.2-4)."""
         self.stop()
+        self._stop_watch()
         self.state = "non-J3072"
         self._apply_inverter()
         self.report.record("revert to non-J3072 mode", False, reason, "V2G-4.5.2-4",
@@ -212,14 +410,35 @@ class J3072Client:
         self.log.error("J3072 sequence stopped, non-J3072 mode: {reason}", reason=reason)
 
     async def _step(self, name: str, ids: tuple[str, ...], work: Any) -> Any:
+        epoch = self.epoch
         step = self.report.begin(name, *ids)
         try:
             result = await work
         except Exception as e:
+            if epoch != self.epoch or isinstance(e, Superseded):
+                self._void(step)
+                raise Superseded() from e
+            if self.state == "resync" and isinstance(e, SEPError) and e.status is None:
+                self._void(step, f"EVSE not reachable, tried again: {e}")
+                raise
             self.report.end(step, False, str(e))
             raise
+        if epoch != self.epoch:
+            self._void(step)
+            raise Superseded()
         self.report.end(step, True)
         return result
+
+    def _void(self, step: Any, why: str = "overtaken by a resynchronisation") -> None:
+        """A step of a resynchronisation that is overtaken or retried: neither passed nor
+        failed."""
+        step.ended = self.clock.seconds()
+        step.detail = why
+
+    def _current(self, epoch: int) -> None:
+        """Raise :class:`Superseded` when a resynchronisation began since ``epoch``."""
+        if epoch != self.epoch:
+            raise Superseded()
 
     async def discover(self) -> None:
         async def work() -> None:
@@ -230,6 +449,8 @@ class J3072Client:
                 if link is None:
                     raise NonJ3072(f"DeviceCapability has no {name}")
                 self.links[name] = link.href
+            self._dcap_links = _link_map(dcap)
+            self._static_links(self.dcap_path, *self._dcap_links.values())
             await self.read_time(self.links["TimeLink"])
             edev = await self.find_end_device(self.links["EndDeviceListLink"])
             if edev.href is None:
@@ -237,6 +458,8 @@ class J3072Client:
             self.links["edev"] = edev.href
             edev = await self.http.get(edev.href, EndDevice)
             self.end_device = edev
+            self._edev_links = _link_map(edev)
+            self._static_links(edev.href, *self._edev_links.values())
             for name in ("DeviceInformationLink", "PowerStatusLink", "DERListLink",
                          "FunctionSetAssignmentsListLink"):
                 link = getattr(edev, name)
@@ -290,6 +513,7 @@ class J3072Client:
             ders = await self.http.get(sdev.DERListLink.href, DERList, "?s=0&l=1")
             if not ders.DER or ders.DER[0].DERSettingsLink is None:
                 raise NonJ3072("SelfDevice has no DER with DERSettings")
+            self._static_links(*_link_map(sdev).values(), *_link_map(ders.DER[0]).values())
             self.site = await self.http.get(ders.DER[0].DERSettingsLink.href, DERSettings)
         await self._step("step 1: site limits", ("V2G-4.6-1", "V2G-4.6.1-2"), work())
 
@@ -323,6 +547,7 @@ class J3072Client:
                 if link is None:
                     raise NonJ3072(f"the PEV's DER has no {name}")
                 self.links[name] = link.href
+            self._static_links(*_link_map(der).values())
             await self._put(self.links["DERCapabilityLink"], docs.der_capability(vehicle))
             await self._put(self.links["DERSettingsLink"],
                             docs.der_settings(vehicle, self.site, now))
@@ -349,9 +574,11 @@ class J3072Client:
 
     async def read_assignments(self, fsas: FunctionSetAssignmentsList | None = None) -> None:
         """FunctionSetAssignments (read, or as notified), Time, then the DERProgramList."""
+        epoch = self.epoch
         if fsas is None:
             fsas = await self.http.get(self.links["FunctionSetAssignmentsListLink"],
                                        FunctionSetAssignmentsList, "?s=0&l=1")
+            self._current(epoch)
         if not fsas.FunctionSetAssignments:
             if self.program is not None:  # after step 3: the program is no longer assigned
                 self._drop_program("the FunctionSetAssignmentsList is empty")
@@ -360,6 +587,7 @@ class J3072Client:
         fsa = fsas.FunctionSetAssignments[0]
         if fsa.TimeLink is not None:
             await self.read_time(fsa.TimeLink.href)
+            self._current(epoch)
         if fsa.DERProgramListLink is None:
             raise NonJ3072("FunctionSetAssignments has no DERProgramListLink")
         self.links["DERProgramListLink"] = fsa.DERProgramListLink.href
@@ -369,8 +597,10 @@ class J3072Client:
     async def read_program(self, programs: DERProgramList | None = None) -> None:
         """The DERProgram, its DefaultDERControl, every DERControl and every DERCurve."""
         if programs is None:
+            epoch = self.epoch
             programs = await self.http.get(self.links["DERProgramListLink"], DERProgramList,
                                            "?s=0&l=1")
+            self._current(epoch)
         if not programs.DERProgram:
             if self.program is not None:
                 self._drop_program("the DERProgramList is empty")
@@ -429,18 +659,22 @@ class J3072Client:
                             via: str = "poll") -> None:
         """GET the DefaultDERControl and/or every DERControl and hand them to the engine."""
         async def work() -> None:
+            epoch = self.epoch
             program = self.program
             if program is None:
                 return  # no program assigned: nothing to poll
             assert program.DefaultDERControlLink is not None  # checked in read_program
             assert program.DERControlListLink is not None
             if default or self._default is None:
-                self._default = await self.http.get(program.DefaultDERControlLink.href,
-                                                    DefaultDERControl)
+                read = await self.http.get(program.DefaultDERControlLink.href,
+                                           DefaultDERControl)
+                self._current(epoch)  # a read of an older session never grants anything
+                self._default = read
             if controls:
-                self._controls = await self._control_pages(program.DERControlListLink.href,
-                                                           [])
-            await self._feed(via)
+                pages = await self._control_pages(program.DERControlListLink.href, [])
+                self._current(epoch)
+                self._controls = pages
+            await self._feed(via, epoch)
         await self._program_lock.run(lambda: ensureDeferred(work()))
 
     async def _control_pages(self, href: str, first: list[Any]) -> list[Any]:
@@ -454,9 +688,12 @@ class J3072Client:
             if page.results == 0 or start >= page.all:
                 return controls
 
-    async def _feed(self, via: str) -> None:
+    async def _feed(self, via: str, epoch: int | None = None) -> None:
         """Fetch the curves the controls reference, then update the event engine; a
-        program replaced by this one is then removed (its events Cancelled)."""
+        program replaced by this one is then removed (its events Cancelled). Controls read
+        before a resynchronisation (``epoch`` older than the current one) are dropped."""
+        epoch = self.epoch if epoch is None else epoch
+        self._current(epoch)
         program = self.program
         if program is None:
             return
@@ -464,7 +701,9 @@ class J3072Client:
             for name in CURVE_OPMODS:
                 link = getattr(control.DERControlBase, name)
                 if link is not None and link.href not in self._curves:
-                    self._curves[link.href] = await self.http.get(link.href, DERCurve)
+                    curve = await self.http.get(link.href, DERCurve)
+                    self._current(epoch)
+                    self._curves[link.href] = curve
         self._via = via
         try:
             self.engine.update_program(program.href or "", program.primacy, self._default,
@@ -575,22 +814,28 @@ class J3072Client:
 
     async def _notified(self, key: str, resource: Any) -> None:
         href = self.links[key]
+        epoch = self.epoch
         if key == "dderc":
             async def default() -> None:
-                self._default = resource if resource is not None else await self.http.get(
+                read = resource if resource is not None else await self.http.get(
                     href, DefaultDERControl)
-                await self._feed("notification")
+                self._current(epoch)
+                self._default = read
+                await self._feed("notification", epoch)
             await self._program_lock.run(lambda: ensureDeferred(default()))
         elif key == "derc":
             async def controls() -> None:
                 first = list(resource.DERControl) if resource is not None else []
                 complete = resource is not None and len(first) >= (resource.all or 0)
-                self._controls = first if complete else await self._control_pages(href, first)
-                await self._feed("notification")
+                pages = first if complete else await self._control_pages(href, first)
+                self._current(epoch)
+                self._controls = pages
+                await self._feed("notification", epoch)
             await self._program_lock.run(lambda: ensureDeferred(controls()))
         elif key == "DERProgramListLink":
             if resource is None:
                 resource = await self.http.get(href, DERProgramList, "?s=0&l=1")
+                self._current(epoch)
             await self._check_programs(resource)
         else:
             await self.read_assignments(resource)
@@ -647,13 +892,17 @@ class J3072Client:
     async def metrology(self) -> None:
         async def work() -> None:
             href = self.links["MirrorUsagePointListLink"]
+            if self._mup_mrid is None:  # kept across resynchronisations: the same EVSE
+                self._mup_mrid = self._mrid()  # session accepts the same mRID again
             location = await self.http.post(href, docs.mirror_usage_point(
-                self.lfdi, self._mrid()))
+                self.lfdi, self._mup_mrid))
             if not location:
                 raise NonJ3072("the EVSE gave no Location for the MirrorUsagePoint")
             self.links["mup"] = location
+            self._static_links(location)
             for key, *_ in docs.METERS:
-                self._meters[key] = self._mrid()
+                if key not in self._meters:
+                    self._meters[key] = self._mrid()
                 await self.http.post(location, docs.meter_reading_type(self._meters[key], key))
             points = await self.http.get(href, MirrorUsagePointList, "?s=0&l=1")
             self.rates["mup_poll"] = points.pollRate or DEFAULT_RATE
@@ -770,7 +1019,7 @@ class J3072Client:
 
     def _guard(self, name: str, work: Callable[[], Any]) -> None:
         d = ensureDeferred(work())
-        d.addErrback(lambda f: None if self.closing else self.log.warn(
+        d.addErrback(lambda f: None if self.closing or f.check(Superseded) else self.log.warn(
             "{name} failed: {reason}", name=name, reason=f.getErrorMessage()))
 
     def stop(self) -> None:
@@ -788,6 +1037,7 @@ class J3072Client:
         ``budget_s`` on the clock, whether or not the EVSE answers."""
         self.closing = True
         self.stop()
+        self._stop_watch()
         for what in self.http.cancel_all():
             self.log.warn("Stopping: abandoned {request}", request=what)
         subscriptions, self.subscriptions = dict(self.subscriptions), {}
@@ -828,9 +1078,20 @@ class J3072Client:
         """DERStatus every second; loss of communications after 10 failures (4.8.1.1)."""
         if self.behaviour.get("stop_heartbeats") or self.sleeping:
             return
+        now = self.clock.seconds()
+        if self._heartbeats:
+            self._heartbeat_warned += 1
+            if self._heartbeat_warned == 1 or self._heartbeat_warned % 10 == 0:
+                self.log.warn("Heartbeat unanswered: {n} DERStatus PUT(s) pending, the "
+                              "oldest for {age:.1f} s", n=len(self._heartbeats),
+                              age=now - min(self._heartbeats.values()))
+        token, epoch = object(), self.epoch
+        self._heartbeats[token] = now
         try:
             await self._put(self.links["DERStatusLink"], self._der_status())
         except SEPError as e:
+            if epoch != self.epoch:
+                return
             self._failures += 1
             self._successes = 0
             if self._failures == FAILURES_FOR_LOSS and self.comms_ok:
@@ -839,6 +1100,11 @@ class J3072Client:
                 self.report.record("loss of communications: discharge ceased", True, str(e),
                                    "V2G-4.8.1.1-5")
             return
+        finally:
+            self._heartbeats.pop(token, None)
+        if epoch != self.epoch:
+            return
+        self._heartbeat_warned = 0
         self._failures = 0
         self._successes += 1
         if not self.comms_ok and self._successes >= SUCCESSES_FOR_RESTORE:
@@ -853,8 +1119,10 @@ class J3072Client:
         if self.sleeping:
             return
         if not self.subscribed("DERProgramListLink"):
+            epoch = self.epoch
             programs = await self.http.get(self.links["DERProgramListLink"], DERProgramList,
                                            "?s=0&l=1")
+            self._current(epoch)
             await self._check_programs(programs)
         default, controls = not self.subscribed("dderc"), not self.subscribed("derc")
         if default or controls:
@@ -894,8 +1162,19 @@ class J3072Client:
         """Follow postRate changes (V2G-4.7.2-13)."""
         if self.sleeping:
             return
+        epoch = self.epoch
+        dcap = await self.http.get(self.dcap_path, DeviceCapability)
         edev = await self.http.get(self.links["edev"], EndDevice)
+        self._current(epoch)
+        for what, old, new in (("DeviceCapability", self._dcap_links, _link_map(dcap)),
+                               ("EndDevice", self._edev_links, _link_map(edev))):
+            if new != old:
+                names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                self.resync(f"the EVSE's session is gone: its {what} links changed "
+                            f"({', '.join(names)})")
+                return
         await self.poll_mirror()
+        self._current(epoch)
         if not self.subscribed("FunctionSetAssignmentsListLink"):
             await self._check_assignments()
         post = edev.postRate or DEFAULT_RATE
@@ -922,12 +1201,24 @@ class J3072Client:
         """Post inverterStatus 2, then stop sending anything (V2G-4.8.3-1/-2)."""
         self.sleeping = True
         self._apply_inverter()
+        if self.state != "periodic":
+            return  # resynchronising: the sequence is redone on waking
         await self._put(self.links["DERStatusLink"], self._der_status())
         self.report.record("sleeping", True, "", "V2G-4.8.3-1", "V2G-4.8.3-2")
 
     async def wake(self) -> None:
-        """Re-acquire the management information, then post inverterStatus 0 (4.8.3)."""
-        await self.step3()
+        """Re-acquire the management information, then post inverterStatus 0 (4.8.3). When
+        a resynchronisation fell due while asleep, the whole sequence is redone instead."""
+        if self._stale is not None:
+            why, self._stale = self._stale, None
+            self.sleeping = False
+            self.report.record("awake: resynchronising", True, why, "V2G-4.8.3-4")
+            self._rerun()
+            return
+        try:
+            await self.step3()
+        except Superseded:
+            return  # a resynchronisation took over: it redoes everything
         self.sleeping = False
         await self._put(self.links["DERStatusLink"], self._der_status(inverter_status=0))
         self._apply_inverter()

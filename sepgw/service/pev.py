@@ -17,10 +17,9 @@ from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.web.client import Agent, HTTPConnectionPool
 
 from sepgw.config import Config
-from sepgw.pev.http import SEPClient
+from sepgw.pev.http import SEPClient, tracking_agent
 from sepgw.pev.operator import PEVOperatorFactory
 from sepgw.pev.notifications import (
     NotificationResource,
@@ -31,10 +30,12 @@ from sepgw.pev.notifications import (
     uri,
 )
 from sepgw.pev.report import RunReport
+from sepgw.pev.resync import on_continue
 from sepgw.pev.session import REQUEST_TIMEOUT_S, J3072Client
 from sepgw.security.tls import client_policy, server_connection_creator
 from sepgw.service.common import (
     RoleService,
+    StartupError,
     make_role_service,
     release_startup_memory,
     options_for,
@@ -84,6 +85,7 @@ class J3072Service(Service):
         self.listener = listener
         self.interface = interface
         self.client: J3072Client | None = None
+        self._unhook: Any = None
         self.report = RunReport(reactor.seconds)
         self.url: str | None = config["evse"]["url"]
         if self.url is not None:
@@ -92,13 +94,13 @@ class J3072Service(Service):
     def _make_client(self, url: str) -> J3072Client:
         parts = urlsplit(url)
         notifications = self._config["notifications"]
-        pool = HTTPConnectionPool(self._reactor, persistent=True)
-        pool._factory.noisy = False  # no "Starting factory" line per connection
-        agent = Agent(self._reactor, contextFactory=self._policy or client_policy(self._tls),
-                      pool=pool)
+        # Connections counted: losing them all ends the session (PEV resynchronisation).
+        agent, connections = tracking_agent(self._reactor,
+                                            self._policy or client_policy(self._tls))
         self.client = J3072Client(
             clock=self._reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}",
-                                                clock=self._reactor, timeout_s=REQUEST_TIMEOUT_S),
+                                                clock=self._reactor, timeout_s=REQUEST_TIMEOUT_S,
+                                                connections=connections),
             lfdi=self._tls.identity.lfdi, dcap=parts.path or "/",
             vehicle=self._config["vehicle"], inverter=self._inverter,
             behaviour=self._config["behaviour"], report=self.report,
@@ -114,6 +116,8 @@ class J3072Service(Service):
 
     def startService(self) -> None:
         super().startService()
+        # A stopped-and-continued process checks for a stall before anything else runs.
+        self._unhook = on_continue(self._reactor, self._continued)
         if self.client is not None:
             self._run()
         elif self.interface and self.interface != "lo":
@@ -164,8 +168,15 @@ class J3072Service(Service):
         self.log.info("Connecting to the EVSE at {url}", url=self.url)
         self.client.start()
 
+    def _continued(self) -> None:
+        if self.client is not None:
+            self.client.check_stall()
+
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
         super().stopService()
+        if self._unhook is not None:
+            self._unhook()
+            self._unhook = None
         done: Deferred[Any] = succeed(None)
         if self.client is not None:
             # Bounded in every state: requests in flight are cancelled, subscriptions
