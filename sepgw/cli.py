@@ -169,13 +169,16 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     c.add_argument("--role", choices=("evse", "pev"),
                    help="evse or pev (default: pev if the file has a [pev] table)")
     sub.add_parser("pki", help="test PKI: init, pev, show (sepgw pki --help)")
-    k = sub.add_parser("ctl", help="operator commands to a running EVSE or PEV")
+    k = sub.add_parser("ctl", help="operator commands to a running EVSE, PEV or lab DME")
     k.add_argument("--socket", type=Path, required=True,
-                   help="the [operator] socket of the EVSE's or PEV's configuration")
+                   help="the [operator] socket of the EVSE's, PEV's or DME's configuration")
     k.add_argument("words", nargs="+", metavar="COMMAND",
                    help="EVSE: status | fixed-w PORT PERCENT | clear-fixed-w PORT | "
                         "clear-fault PORT | help; "
-                        "PEV: status | sleep | wake | help")
+                        "PEV: status | sleep | wake | help; "
+                        "DME: status | devices | controls | add F=V... [duration=S] | "
+                        "supersede MRID F=V... | cancel MRID | default F=V...|clear | "
+                        "readings [N] [MUP] | responses [N] | help")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:

@@ -7,6 +7,7 @@ generated from these declarations by ``tools/config_reference.py``.
 
 from __future__ import annotations
 
+import ipaddress
 import zoneinfo
 from typing import Any, Iterator
 from urllib.parse import urlsplit

@@ -15,3 +15,10 @@ sepgw_pev = ServiceMaker(
     "IEEE 2030.5 V2G-AC (SAE J3072) PEV client: vehicle controller or emulator.",
     "sepgw-pev",
 )
+
+sepgw_dme = ServiceMaker(
+    "sepgw lab DME",
+    "sepgw.dme.service",
+    "A utility's IEEE 2030.5 head-end (DME) for labs: controls out, readings in (SQLite).",
+    "sepgw-dme",
+)
