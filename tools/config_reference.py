@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from sepgw.config.schema import REQUIRED, ArrayOf, Field, PluginRef, Section  # noqa: E402
 from sepgw.config.sections import EVSE_SCHEMA, PEV_SCHEMA  # noqa: E402
+from sepgw.dme.config import DME_SCHEMA  # noqa: E402
 from sepgw.registry import PluginRegistry, bundled_plugin_dir  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "configuration.md"
@@ -29,8 +30,9 @@ INTRO = """\
 
 sepgw reads one TOML file per role: `sepgw.toml` for the EVSE gateway (`twistd sepgw
 --config FILE`, default `/etc/sepgw/sepgw.toml`) and `pev.toml` for the PEV
-(`twistd sepgw-pev --config FILE`, default `/etc/sepgw/pev.toml`). `etc/` has working
-examples for the embedded default.
+(`twistd sepgw-pev --config FILE`, default `/etc/sepgw/pev.toml`); the lab DME reads
+`dme.toml` (`twistd sepgw-dme --config FILE`). `etc/` has working examples for the embedded
+default.
 
 Rules that apply everywhere:
 
@@ -115,6 +117,7 @@ def render() -> str:
     lines = [INTRO]
     lines += _document("EVSE gateway: `sepgw.toml`", EVSE_SCHEMA)
     lines += _document("PEV: `pev.toml`", PEV_SCHEMA)
+    lines += _document("Lab DME: `dme.toml`", DME_SCHEMA)
     lines += _plugins()
     return "\n".join(lines).rstrip() + "\n"
 
