@@ -454,3 +454,85 @@ class Table6Tests(SynchronousTestCase):
         # 3 test mode. Authorized and awake, the PEV is operating.
         self.assertEqual(status.findtext(f"{Q}operationalModeStatus/{Q}value"), "2")
         self.assertEqual(status.findtext(f"{Q}inverterStatus/{Q}value"), "0")
+
+
+#: Table 2, Profile Function Sets (4.1.1): function set -> (EVSE as server, PEV as client).
+TABLE_2: dict[str, tuple[str, str]] = {
+    "DeviceCapability": ("MUST", "MUST"),
+    "Time": ("MUST", "MUST"),
+    "SelfDevice:DER": ("MUST", "MUST"),
+    "EndDevice:DeviceInformation": ("MUST", "MUST"),
+    "EndDevice:PowerStatus:PEVInfo": ("MUST", "MUST"),
+    "EndDevice:DER": ("MUST", "MUST"),
+    "EndDevice:FunctionSetAssignment": ("MUST", "MUST"),
+    "MirrorUsagePoint": ("MUST", "MUST"),
+    "DER (Programs)": ("MUST", "MUST"),
+    "Response": ("MUST", "MUST"),
+    "Subscription/Notification": ("MUST", "MAY"),
+}
+
+
+class Table2Tests(_EVSEWire, SynchronousTestCase):
+    """Profile Table 2 (function sets): the real EVSE serves every one, found by links from
+    /dcap, and the real PEV uses every one it MUST, as its requests on the wire show."""
+
+    def setUp(self) -> None:
+        self.w = World()
+        self.tap = WireTap(self.w.agent.agent)
+        self.w.agent.agent = self.tap
+        self.w.start()
+        self.w.run(3)
+
+    def served(self) -> dict[str, list[str]]:
+        """Function set -> the hrefs through which the EVSE serves it (each GET answered 200
+        with the expected document), reached by links only."""
+        dcap = self.get("/dcap")
+        self.assertEqual(local(dcap), "DeviceCapability")
+        time_href = self.link(dcap, "TimeLink")
+        self.assertEqual(local(self.get(time_href)), "Time")
+        sdev_href = self.link(dcap, "SelfDeviceLink")
+        sdev = self.get(sdev_href)
+        sder_list = self.get(self.link(sdev, "DERListLink"))
+        sder = sder_list.find(Q + "DER")
+        self.assertIsNotNone(sder, "SelfDevice has no DER")
+        docs = self.walk()
+        edev = docs["EndDevice"]
+        fsa = docs["FunctionSetAssignmentsList"].find(Q + "FunctionSetAssignments")
+        derp = docs["DERProgramList"].find(Q + "DERProgram")
+        edev_der = self.get(self.link(edev, "DERListLink")).find(Q + "DER")
+        self.assertIsNotNone(edev_der, "the PEV's EndDevice has no DER")
+        reply_to = {str(c.get("replyTo")) for c in docs["DERControlList"].iter(Q + "DERControl")}
+        reply_to.discard("None")
+        self.assertTrue(reply_to, "no DERControl names a replyTo")
+        self.assertEqual(local(self.get(self.link(dcap, "ResponseSetListLink"))),
+                         "ResponseSetList")
+        return {
+            "DeviceCapability": ["/dcap"],
+            "Time": [time_href],
+            "SelfDevice:DER": [str(sder.get("href"))],
+            "EndDevice:DeviceInformation": [self.link(edev, "DeviceInformationLink")],
+            "EndDevice:PowerStatus:PEVInfo": [self.link(edev, "PowerStatusLink")],
+            "EndDevice:DER": [str(edev_der.get("href"))],
+            "EndDevice:FunctionSetAssignment": [str(fsa.get("href")),
+                                                self.link(edev, "FunctionSetAssignmentsListLink")],
+            "MirrorUsagePoint": [self.link(dcap, "MirrorUsagePointListLink")],
+            "DER (Programs)": [str(derp.get("href"))],
+            "Response": sorted(reply_to),
+            "Subscription/Notification": [self.link(edev, "SubscriptionListLink")],
+        }
+
+    def test_every_function_set_served_and_used(self) -> None:
+        """Each Table 2 function set is served by the EVSE (documents reached by links from
+        /dcap) and, where Table 2 says MUST for the client, used by the PEV: it sent a request
+        to that function set's resources. V2G-4.1.1-3 V2G-4.1.1-1 V2G-4.1.1-2"""
+        served = self.served()
+        self.assertEqual(set(served), set(TABLE_2))
+        used = [(m, path.split("?")[0]) for m, path, _ in self.tap.sent]
+        for name, (evse, pev) in TABLE_2.items():
+            self.assertEqual(evse, "MUST")
+            self.assertTrue(served[name], f"the EVSE serves no {name}")
+            if pev != "MUST":
+                continue
+            hits = [(m, p) for m, p in used
+                    if any(p == h or p.startswith(h.rstrip("/") + "/") for h in served[name])]
+            self.assertTrue(hits, f"the PEV never used {name} ({served[name]})")
