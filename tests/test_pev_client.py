@@ -23,6 +23,7 @@ from sepgw.evse.http import EVSEHTTPServer
 from sepgw.evse.tree import EVSEResources
 from sepgw.interfaces import InverterReading, LinkPeer
 from sepgw.pev.http import SEPClient
+from sepgw.pev.misbehaviour import misbehave
 from sepgw.pev.session import J3072Client
 from tests.helpers import ETC
 from tests.test_evse_server import T0, identities
@@ -93,9 +94,11 @@ class World:
                 "stop_heartbeats": False, "skip_responses": False, "invalid_bodies": False,
                 "report": None}
         base.update(behaviour)
-        self.client = J3072Client(clock=self.clock, http=SEPClient(self.agent, BASE),
+        # Misbehaviour wraps the client's HTTP and inverter from outside, as the service does.
+        http, inverter = misbehave(base, SEPClient(self.agent, BASE), self.inverter, vehicle)
+        self.client = J3072Client(clock=self.clock, http=http,
                                   lfdi=self.ids["pev"].lfdi, dcap="/dcap", vehicle=vehicle,
-                                  inverter=self.inverter, behaviour=base)
+                                  inverter=inverter)
 
     def build_evse(self) -> None:
         """A fresh EVSE (resource tree, port controller, policy, HTTP server) on the clock:

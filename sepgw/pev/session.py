@@ -46,15 +46,17 @@ discovery; discharge needs a DefaultDERControl read in that new run. The trigger
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from sepgw.client import Loops, ServerTime, fetch_all, full_query, link_map
+from sepgw.client.http import SEPClient, SEPError
+from sepgw.client.subscriptions import Subscriptions
 from sepgw.events import EventEngine, control_response
 from sepgw.model import (
     DERControlList,
@@ -74,23 +76,28 @@ from sepgw.model import (
     OperationalModeStatus,
     ResponseStatus,
     SelfDevice,
-    Subscription,
-    SubscriptionEncoding,
     Time,
-    serialize,
 )
 from sepgw.pev import vehicle as docs
 from sepgw.pev.controls import enter_service, plain
-from sepgw.pev.http import SEPClient, SEPError
+from sepgw.pev.machine import (
+    FAILURES_FOR_LOSS,
+    SUCCESSES_FOR_RESTORE,
+    Beat,
+    CommsOutput,
+    HeartbeatMachine,
+    Input,
+    NoTransition,
+    Output,
+    SequenceMachine,
+    State,
+)
 from sepgw.pev.report import RunReport
 
 DEFAULT_RATE = 15
 """postRate and pollRate when the EVSE gives none (V2G-4.7.2-10/11/15/16)."""
 HEARTBEAT_S = 1.0
 """V2G-4.8.1.1-1: DERStatus every second, whatever the postRate."""
-FAILURES_FOR_LOSS = 10
-"""V2G-4.8.1.1-5: ten failed heartbeats in a row are a loss of communications."""
-SUCCESSES_FOR_RESTORE = 3
 CURVE_OPMODS = ("opModFreqWatt", "opModHFRTMayTrip", "opModHFRTMustTrip", "opModHVRTMayTrip",
                 "opModHVRTMomentaryCessation", "opModHVRTMustTrip", "opModLFRTMayTrip",
                 "opModLFRTMustTrip", "opModLVRTMayTrip", "opModLVRTMomentaryCessation",
@@ -123,15 +130,7 @@ TABLE4 = {"FunctionSetAssignmentsListLink": "FunctionSetAssignmentsList",
 """The subscribable resources (profile Table 4), by the key of their href in ``links``."""
 
 
-def _link_map(resource: Any) -> dict[str, str]:
-    """The links (``...Link`` attributes with an href) of a resource, by name."""
-    links = {}
-    for name in (f.name for f in dataclasses.fields(resource)):
-        if name.endswith("Link"):
-            link = getattr(resource, name, None)
-            if link is not None and getattr(link, "href", None):
-                links[name] = link.href
-    return links
+_link_map = link_map
 
 
 class NonJ3072(Exception):
@@ -148,7 +147,7 @@ class J3072Client:
     log = Logger()
 
     def __init__(self, *, clock: Any, http: SEPClient, lfdi: str, dcap: str,
-                 vehicle: Mapping[str, Any], inverter: Any, behaviour: Mapping[str, Any],
+                 vehicle: Mapping[str, Any], inverter: Any,
                  report: RunReport | None = None,
                  mrid: Callable[[], bytes] = lambda: os.urandom(16),
                  notify_uri: str | None = None, subscription_limit: int = SUBSCRIPTION_LIMIT,
@@ -160,13 +159,14 @@ class J3072Client:
         self.dcap_path = dcap
         self.vehicle = vehicle
         self.inverter = inverter
-        self.behaviour = behaviour
         self.report = report or RunReport(clock.seconds)
         self.report.evse = http.base
         self._mrid = mrid
-        self.offset = 0.0
-        self._time_read = False
-        self.state = "starting"
+        self.time = ServerTime(clock, jitter=TIME_JITTER_S)
+        self.machine = SequenceMachine()
+        """Where the PEV is in the J3072 sequence (:mod:`sepgw.pev.machine`)."""
+        self.comms = HeartbeatMachine()
+        """Loss and restoration of communications from the heartbeats (4.8.1.1)."""
         self.links: dict[str, str] = {}
         self.rates = {"edev_post": DEFAULT_RATE, "mup_post": DEFAULT_RATE,
                       "edev_poll": DEFAULT_RATE, "mup_poll": DEFAULT_RATE,
@@ -176,11 +176,7 @@ class J3072Client:
         self.effective: dict[str, Any] = {}
         self._settings: dict[str, int] = {}
         self._alarms = 0
-        self.sleeping = False
-        self.comms_ok = True
-        self._failures = 0
-        self._successes = 0
-        self._loops: dict[str, LoopingCall] = {}
+        self.loops = Loops(clock, self._loop_failed)
         self._meters: dict[str, bytes] = {}
         self._curves: dict[str, DERCurve] = {}
         self.engine = EventEngine(self.server_now, clock, self._effective, self._respond)
@@ -188,13 +184,9 @@ class J3072Client:
         self._outbox.callback(None)
         self.authorized_at: float | None = None
         self.on_authorized: list[Callable[[], None]] = []
-        self.notify_uri = notify_uri
-        """Where the EVSE is to POST Notifications; None: no subscriptions, only polling."""
-        self.subscription_limit = subscription_limit
+        self.subs = Subscriptions(http, notify_uri, subscription_limit)
+        """The Table 4 subscriptions at the EVSE (shared client layer)."""
         self.safety_poll_s = safety_poll_s
-        self.subscriptions: dict[str, str] = {}
-        """href of a subscribed resource -> Location of its Subscription at the EVSE."""
-        self._subscribing: set[str] = set()
         self._default: DefaultDERControl | None = None
         self._controls: list[Any] = []
         self._program_lock = DeferredLock()
@@ -205,7 +197,6 @@ class J3072Client:
         self.program: DERProgram | None = None
         self._retired: set[str] = set()
         """hrefs of DERPrograms replaced by another: removed from the engine at the next feed."""
-        self.closing = False
         self._opmode: tuple[int, int] | None = None
         self.epoch = 0
         """Run of the sequence: a resynchronisation starts a new one; reads of an older run
@@ -214,8 +205,6 @@ class J3072Client:
         """(clock time, reason) of each resynchronisation."""
         self._orphans: dict[str, str] = {}
         """Subscriptions of a session left behind, removed when the sequence is redone."""
-        self._stale: str | None = None
-        """Why a resynchronisation is due on waking (none is sent while asleep)."""
         self._retry: Any = None
         self._retries = 0
         self._dcap_links: dict[str, str] = {}
@@ -236,11 +225,128 @@ class J3072Client:
         if observers is not None:
             observers.append(self._http_error)
 
+    @property
+    def notify_uri(self) -> str | None:
+        """Where the EVSE is to POST Notifications; None: no subscriptions, only polling."""
+        return self.subs.notify_uri
+
+    @notify_uri.setter
+    def notify_uri(self, value: str | None) -> None:
+        self.subs.notify_uri = value
+
+    @property
+    def subscription_limit(self) -> int:
+        return self.subs.limit
+
+    @subscription_limit.setter
+    def subscription_limit(self, value: int) -> None:
+        self.subs.limit = value
+
+    @property
+    def subscriptions(self) -> dict[str, str]:
+        """href of a subscribed resource -> Location of its Subscription at the EVSE."""
+        return self.subs.active
+
+    # -- the state machines ------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """The coarse phase (``starting``, ``periodic``, ``resync``, ``non-J3072``,
+        ``stopped``) operators see; :attr:`machine` has the exact state."""
+        return self.machine.phase
+
+    @property
+    def sleeping(self) -> bool:
+        return self.machine.asleep
+
+    @property
+    def closing(self) -> bool:
+        return self.machine.state is State.stopped
+
+    @property
+    def comms_ok(self) -> bool:
+        return self.comms.ok
+
+    def _fire(self, inp: Input, reason: str = "") -> list[Any]:
+        """Feed the sequence machine; perform its outputs in order. Outputs with I/O to
+        await (posts, re-reads) are returned, not awaited (see :meth:`_afire`). An input
+        the machine does not take here is ignored (logged)."""
+        try:
+            outputs = self.machine.feed(inp)
+        except NoTransition as e:
+            self.log.debug("J3072 machine: {e}", e=str(e))
+            return []
+        pending = []
+        for output in outputs:
+            result = self._perform(output, reason)
+            if result is not None:
+                pending.append(result)
+        return pending
+
+    async def _afire(self, inp: Input, reason: str = "") -> None:
+        """Feed the machine and perform its outputs in order, awaiting each."""
+        outputs = self.machine.feed(inp)  # NoTransition to the caller (sleep, wake)
+        for output in outputs:
+            result = self._perform(output, reason)
+            if result is not None:
+                await result
+
+    def _perform(self, output: Output, reason: str) -> Any:
+        """One output of the sequence machine; returns an awaitable for one with I/O."""
+        if output is Output.apply_inverter:
+            self._apply_inverter()
+        elif output is Output.start_watch:
+            self._start_watch()
+        elif output is Output.run_sequence:
+            return ensureDeferred(self.run())
+        elif output is Output.void_session:
+            self._void_session(reason)
+        elif output is Output.rerun_soon:
+            # Not from within the caller (a connection being torn down, a response callback).
+            self._retry = self.clock.callLater(0, self._rerun)
+        elif output is Output.rerun_now:
+            self._rerun()
+        elif output is Output.retry_later:
+            self._retry_resync(reason)
+        elif output is Output.record_resynchronised:
+            self.report.record("resynchronised: sequence redone from discovery", True,
+                               self.resyncs[-1][1] if self.resyncs else "")
+            self.log.info("Resynchronised with the EVSE: J3072 sequence redone")
+        elif output is Output.start_periodic:
+            self.start_periodic()
+        elif output is Output.stop_all:
+            self.stop()
+            self._stop_watch()
+        elif output is Output.record_non_j3072:
+            self.report.record("revert to non-J3072 mode", False, reason, "V2G-4.5.2-4",
+                               "V2G-4.5.3-4")
+            self.log.error("J3072 sequence stopped, non-J3072 mode: {reason}", reason=reason)
+        elif output is Output.post_sleeping:
+            return ensureDeferred(self._post_sleeping())
+        elif output is Output.reread_management:
+            return ensureDeferred(self.step3())
+        elif output is Output.post_awake:
+            return ensureDeferred(self._post_awake())
+        return None
+
+    def _failure(self, error: Exception) -> Input:
+        """A failed step: the EVSE did not answer at all, or refused/answered unusably."""
+        unreachable = isinstance(error, SEPError) and error.status is None
+        return Input.unreachable if unreachable else Input.refused
+
+    def _done(self) -> Input:
+        return Input.done_authorized if self.energize else Input.done_not_authorized
+
     # -- time --------------------------------------------------------------------------
+
+    @property
+    def offset(self) -> float:
+        """Seconds from the PEV's clock to the EVSE's (the last Time resource read)."""
+        return self.time.offset
 
     def server_now(self) -> float:
         """The EVSE's time: everything is scheduled on the server's time base."""
-        return self.clock.seconds() + self.offset
+        return self.time.now()
 
     def now(self) -> int:
         return int(self.server_now())
@@ -248,45 +354,45 @@ class J3072Client:
     # -- the sequence ------------------------------------------------------------------
 
     def start(self) -> Deferred[None]:
-        self._start_watch()
-        return ensureDeferred(self.run())
+        """Begin the J3072 sequence; the Deferred fires when its first run ends."""
+        started = self._fire(Input.start)
+        return started[0] if started else ensureDeferred(_nothing())
 
     async def run(self) -> None:
+        """One run of the sequence (the first, or a resynchronisation's), each step fed to
+        the machine; a failure reverts to non-J3072 mode, or is retried while
+        resynchronising with an EVSE not reachable."""
         epoch = self.epoch
         try:
-            await self.discover()
-            await self.step1()
-            await self.step2()
-            await self.step3()
+            for step in (self.discover, self.step1, self.step2, self.step3):
+                await step()
+                if self.closing or epoch != self.epoch:
+                    return
+                self._fire(Input.step_done)
             await self.metrology()
         except Superseded:
             return
         except (SEPError, NonJ3072) as e:
             if self.closing or epoch != self.epoch:
                 return
-            if self.state == "resync" and isinstance(e, SEPError) and e.status is None:
-                self._retry_resync(str(e))  # the EVSE not (yet) reachable: try again
-                return
-            self.non_j3072(str(e))
+            self._fire(self._failure(e), str(e))
             return
         if self.closing or epoch != self.epoch:
             return
-        if self.state == "resync":
-            self.report.record("resynchronised: sequence redone from discovery", True,
-                               self.resyncs[-1][1] if self.resyncs else "")
-            self.log.info("Resynchronised with the EVSE: J3072 sequence redone")
-        self.state = "periodic"
-        self._apply_inverter()  # an authorization granted during the sequence takes effect
-        self.start_periodic()
+        # An authorization granted during the sequence takes effect now.
+        self._fire(self._done())
 
     # -- resynchronisation ----------------------------------------------------------------
 
     def resync(self, reason: str) -> None:
         """The session the authorization was read in may be gone: no discharge from now on
         (inverter to no export at once) until the J3072 sequence is redone from discovery
-        and a DefaultDERControl is read in it. Recorded in the run report and logged."""
-        if self.closing or self.state == "non-J3072":
-            return
+        and a DefaultDERControl is read in it (asleep: on waking). Recorded in the run
+        report and logged. Nothing happens before the start, stopped or in non-J3072."""
+        self._fire(Input.session_lost, reason)
+
+    def _void_session(self, reason: str) -> None:
+        """Withdraw the authorization and forget everything read in the session."""
         self.epoch += 1
         self.resyncs.append((self.clock.seconds(), reason))
         was = self.energize
@@ -298,17 +404,13 @@ class J3072Client:
         self.program, self._default, self._controls = None, None, []
         self._retired.clear()
         self._curves.clear()
-        self.comms_ok, self._failures, self._successes = True, 0, 0
+        self.comms.feed(Beat.reset)
         self._heartbeats.clear()
         self._heartbeat_warned = 0
-        self._time_read = False
+        self.time.reset()
         self._static.clear()
-        old = dict(self.subscriptions)
-        self.subscriptions.clear()
-        self._subscribing.clear()
+        old = self.subs.clear()
         self.links = {}
-        self.state = "resync"
-        self._apply_inverter()
         self.report.record("resynchronisation: authorization void until the sequence is "
                            "redone", True, reason, "V2G-4.5.2-4", "V2G-4.1.2-1")
         self.log.warn("Resynchronising with the EVSE ({reason}): discharge stopped"
@@ -318,22 +420,17 @@ class J3072Client:
             self._retry.cancel()
         self._retries = 0
         self._orphans.update(old)
-        if self.sleeping:
-            self._stale = reason  # nothing is sent while asleep: redone on waking
-            return
-        # Not from within the caller (a connection being torn down, a response callback).
-        self._retry = self.clock.callLater(0, self._rerun)
 
     def _rerun(self) -> None:
         self._retry = None
-        if self.state != "resync" or self.closing:
+        if self.machine.state is not State.resyncing:
             return
         orphans, self._orphans = self._orphans, {}
         for location in orphans.values():  # the same EVSE session may still hold them
             d = self.http.delete(location)
             d.addTimeout(CLOSE_BUDGET_S, self.clock)
             d.addErrback(lambda f: None)
-        self._guard("resynchronisation", self.run)
+        self.loops.guard("resynchronisation", self.run)
 
     def _retry_resync(self, why: str) -> None:
         self._retries += 1
@@ -355,9 +452,9 @@ class J3072Client:
                           n=number, live=len(tracker.established))
         if event != "ended" or tracker.established or tracker.server_closes:
             return
-        if self.state in ("periodic", "resync", "starting"):
-            self.resync(f"TLS session ended: connection #{number}, the last one "
-                        "established to the EVSE, was lost")
+        # The machine ignores it before the start, stopped or in non-J3072 mode.
+        self.resync(f"TLS session ended: connection #{number}, the last one "
+                    "established to the EVSE, was lost")
 
     def _http_error(self, error: SEPError) -> None:
         """A 404 on a session-static resource: the EVSE's session for this PEV is gone."""
@@ -395,19 +492,8 @@ class J3072Client:
         self._last_check = now
         if self.stall_threshold_s is None or late <= self.stall_threshold_s:
             return
-        if self.state in ("periodic", "resync", "starting"):
-            self.resync(f"the PEV stalled: its loops ran {late + STALL_CHECK_S:.1f} s after "
-                        f"the previous check, {STALL_CHECK_S:g} s expected")
-
-    def non_j3072(self, reason: str) -> None:
-        """Stop the J3072 sequence: no discharge, no more requests (V2G-4.5.2-4)."""
-        self.stop()
-        self._stop_watch()
-        self.state = "non-J3072"
-        self._apply_inverter()
-        self.report.record("revert to non-J3072 mode", False, reason, "V2G-4.5.2-4",
-                           "V2G-4.5.3-4")
-        self.log.error("J3072 sequence stopped, non-J3072 mode: {reason}", reason=reason)
+        self.resync(f"the PEV stalled: its loops ran {late + STALL_CHECK_S:.1f} s after "
+                    f"the previous check, {STALL_CHECK_S:g} s expected")
 
     async def _step(self, name: str, ids: tuple[str, ...], work: Any) -> Any:
         epoch = self.epoch
@@ -418,7 +504,7 @@ class J3072Client:
             if epoch != self.epoch or isinstance(e, Superseded):
                 self._void(step)
                 raise Superseded() from e
-            if self.state == "resync" and isinstance(e, SEPError) and e.status is None:
+            if self.machine.state is State.resyncing and self._failure(e) is Input.unreachable:
                 self._void(step, f"EVSE not reachable, tried again: {e}")
                 raise
             self.report.end(step, False, str(e))
@@ -478,32 +564,27 @@ class J3072Client:
         time = await self.http.get(href, Time)
         self.links["time"] = href
         self.rates["time_poll"] = time.pollRate or TIME_POLL_S
-        offset = time.currentTime - self.clock.seconds()
-        if self._time_read and abs(offset - self.offset) < TIME_JITTER_S:
-            return
-        changed = self._time_read
-        self._time_read = True
-        old, self.offset = self.offset, offset
-        if changed:
+        moved = self.time.update(time)
+        if moved:
             self.log.info("Server time base moved by {delta:.1f} s: events re-timed",
-                          delta=offset - old)
-            self.report.record(f"server time base moved by {offset - old:+.1f} s: events "
+                          delta=moved)
+            self.report.record(f"server time base moved by {moved:+.1f} s: events "
                                "re-timed", True, href, "V2G-4.5.3.5-3", "V2G-4.7.1-3")
             self.engine.resync()
 
     async def find_end_device(self, href: str) -> EndDevice:
         """Walk the EndDeviceList (with paging) for the EndDevice with this PEV's LFDI."""
-        start = 0
-        while True:
-            page = await self.http.get(href, EndDeviceList, f"?s={start}&l={PAGE}")
-            if page.pollRate:
-                self.rates["edev_poll"] = page.pollRate
-            for edev in page.EndDevice:
-                if edev.lFDI is not None and bytes(edev.lFDI).hex().upper() == self.lfdi:
-                    return edev
-            start += page.results
-            if page.results == 0 or start >= page.all:
-                raise NonJ3072(f"no EndDevice with LFDI {self.lfdi} in {href}")
+        def mine(edev: Any) -> bool:
+            return edev.lFDI is not None and bytes(edev.lFDI).hex().upper() == self.lfdi
+
+        first, devices = await fetch_all(self.http, href, EndDeviceList, PAGE,
+                                         query=full_query, until=mine)
+        if first.pollRate:
+            self.rates["edev_poll"] = first.pollRate
+        for edev in devices:
+            if mine(edev):
+                return edev  # type: ignore[no-any-return]
+        raise NonJ3072(f"no EndDevice with LFDI {self.lfdi} in {href}")
 
     async def step1(self) -> None:
         async def work() -> None:
@@ -517,21 +598,12 @@ class J3072Client:
             self.site = await self.http.get(ders.DER[0].DERSettingsLink.href, DERSettings)
         await self._step("step 1: site limits", ("V2G-4.6-1", "V2G-4.6.1-2"), work())
 
-    def _reported_vehicle(self) -> Mapping[str, Any]:
-        """The vehicle profile as reported; ``exceed_limit`` under-reports its ratings."""
-        if not self.behaviour.get("exceed_limit"):
-            return self.vehicle
-        v = dict(self.vehicle)
-        for key in ("max_w", "max_discharge_rate_w"):
-            v[key] = self.vehicle[key] / 2
-        return v
-
     async def step2(self) -> None:
         async def work() -> None:
             assert self.site is not None
             now = self.now()
             reading = self.inverter.reading()
-            vehicle = self._reported_vehicle()
+            vehicle = self.vehicle
             await self._put(self.links["DeviceInformationLink"],
                             docs.device_information(vehicle, self.lfdi))
             await self._put(self.links["PowerStatusLink"],
@@ -559,10 +631,6 @@ class J3072Client:
             "V2G-4.6.2.4-1", "V2G-4.6.2.5-1"), work())
 
     async def _put(self, href: str, obj: Any) -> None:
-        if self.behaviour.get("invalid_bodies"):
-            body = serialize(obj).replace(b"</", b"<bogus>x</bogus></", 1)
-            await self.http.put(href, body)
-            return
         await self.http.put(href, obj)
 
     async def step3(self) -> None:
@@ -629,8 +697,7 @@ class J3072Client:
         rate = programs.pollRate or DEFAULT_RATE
         if rate != self.rates["derp_poll"]:
             self.rates["derp_poll"] = rate
-            if "controls" in self._loops:
-                self._loop("controls", rate, self._poll_controls)
+            self.loops.follow("controls", rate, self._poll_controls)
 
     async def _check_programs(self, programs: DERProgramList) -> None:
         """A DERProgramList polled or notified after step 3: follow a new pollRate, and
@@ -679,14 +746,9 @@ class J3072Client:
 
     async def _control_pages(self, href: str, first: list[Any]) -> list[Any]:
         """Every DERControl of the list at ``href``, after the ``first`` already known."""
-        controls = list(first)
-        start = len(controls)
-        while True:
-            page = await self.http.get(href, DERControlList, f"?s={start}&l={PAGE}")
-            controls += page.DERControl
-            start += page.results
-            if page.results == 0 or start >= page.all:
-                return controls
+        _, rest = await fetch_all(self.http, href, DERControlList, PAGE, start=len(first),
+                                  query=full_query)
+        return list(first) + rest
 
     async def _feed(self, via: str, epoch: int | None = None) -> None:
         """Fetch the curves the controls reference, then update the event engine; a
@@ -766,25 +828,13 @@ class J3072Client:
                                    "Table 4 resources at the pollRate", False, "",
                                    "V2G-4.1.4-1", "V2G-4.1.4-4")
             return
-        sub = Subscription(subscribedResource=href, encoding=SubscriptionEncoding.XML,
-                           level="+S1", limit=self.subscription_limit,
-                           notificationURI=self.notify_uri)
-        self._subscribing.add(href)  # a notification may beat the 201
-        location: str | None = None
-        reason = "the EVSE gave no Location"
-        try:
-            location = await self.http.post(target, sub)
-        except SEPError as e:
-            reason = str(e)
-        finally:
-            self._subscribing.discard(href)
+        location, reason = await self.subs.subscribe(target, href)
         if not location:
             self.report.record(f"subscription to {name} refused: polling it at the pollRate",
                                False, reason, "V2G-4.1.4-2", "V2G-4.1.4-4")
             self.log.warn("Subscription to {name} {href} failed ({reason}); polling it",
                           name=name, href=href, reason=reason)
             return
-        self.subscriptions[href] = location
         self.report.record(f"subscribed to {name}", True, f"{href} at {location}",
                            "V2G-4.1.4-3")
 
@@ -793,7 +843,7 @@ class J3072Client:
         it (400). The work (paging, the event engine) is done afterwards."""
         href = notification.subscribedResource
         key = self._key_of(href)
-        if key is None or (href not in self.subscriptions and href not in self._subscribing):
+        if key is None or not self.subs.expects(href):
             return f"this PEV has no subscription to {href}"
         status = int(notification.status)
         if status != 0:
@@ -809,7 +859,7 @@ class J3072Client:
         self.notifications += 1
         if self.sleeping or self.state == "non-J3072":
             return None  # waking re-reads everything (4.8.3)
-        self._guard(f"notification for {href}", lambda: self._notified(key, resource))
+        self.loops.guard(f"notification for {href}", lambda: self._notified(key, resource))
         return None
 
     async def _notified(self, key: str, resource: Any) -> None:
@@ -843,13 +893,13 @@ class J3072Client:
     def _fall_back(self, key: str, why: str) -> None:
         """The subscription to ``key`` ended: poll the resource from now on (V2G-4.1.4-4)."""
         href = self.links[key]
-        if self.subscriptions.pop(href, None) is None:
+        if self.subs.drop(href) is None:
             return
         self.report.record(f"subscription to {TABLE4[key]} {why}: polling it at the "
                            "pollRate", True, href, "V2G-4.1.4-4")
         self.log.warn("Subscription to {href} {why}; polling it", href=href, why=why)
         if self.state == "periodic" and key in ("dderc", "derc", "DERProgramListLink"):
-            self._guard("controls", self._poll_controls)
+            self.loops.guard("controls", self._poll_controls)
 
     async def _verify_subscriptions(self) -> None:
         """The slow safety check: each subscription still exists at the EVSE (a notifier
@@ -857,13 +907,10 @@ class J3072Client:
         are read again in case a notification was lost."""
         if self.sleeping or not self.subscriptions:
             return
-        for href, location in list(self.subscriptions.items()):
-            try:
-                await self.http.get(location, Subscription)
-            except SEPError as e:
-                key = self._key_of(href)
-                if e.status == 404 and key is not None:
-                    self._fall_back(key, "no longer exists at the EVSE (404)")
+        for href, _ in await self.subs.verify():
+            key = self._key_of(href)
+            if key is not None:
+                self._fall_back(key, "no longer exists at the EVSE (404)")
         default, controls = self.subscribed("dderc"), self.subscribed("derc")
         if default or controls:
             await self.poll_controls(default, controls, via="safety poll")
@@ -871,13 +918,7 @@ class J3072Client:
     def _forget_subscription(self, href: str | None) -> None:
         """A subscribed resource is no longer used: DELETE its subscription in the
         background (best effort, logged)."""
-        location = self.subscriptions.pop(href, None) if href is not None else None
-        if location is None:
-            return
-        d = self.http.delete(location)
-        d.addErrback(lambda f: self.log.warn(
-            "Removing subscription {location} failed: {reason}", location=location,
-            reason=f.getErrorMessage()))
+        self.subs.forget(href)
 
     async def unsubscribe(self) -> None:
         """DELETE every subscription (the PEV leaves)."""
@@ -919,7 +960,7 @@ class J3072Client:
     def _respond(self, control: Any, status: int) -> None:
         """Post a DERControlResponse to the control's replyTo (the profile's 5.7 exchange;
         V2G-4.6.3-4, V2G-4.6.4-1: the EVSE checks the Received and Started ones)."""
-        if self.behaviour.get("skip_responses") or not control.replyTo:
+        if not control.replyTo:
             return
         response = control_response(control, ResponseStatus(status), bytes.fromhex(self.lfdi),
                                     self.now())
@@ -954,12 +995,14 @@ class J3072Client:
                                    f"learned by {self._via}", "V2G-4.6.4-3", "V2G-4.8.1.2-3")
             self.log.info("opModEnergize {value} (learned by {via})", value=energize,
                           via=self._via, observed=self.clock.seconds())
-        self._apply_inverter()
+            self._fire(Input.energized if energize else Input.deenergized)
+        else:
+            self._fire(Input.controls_changed)
 
     @property
     def may_discharge(self) -> bool:
-        return (self.energize and self.comms_ok and not self.sleeping
-                and self.state == "periodic")
+        """Authorized in this session, awake, communications good."""
+        return self.machine.state is State.authorized and self.comms.ok
 
     def _apply_inverter(self) -> None:
         """Tell the inverter what is in effect, in plain units (IInverter.apply)."""
@@ -968,12 +1011,6 @@ class J3072Client:
         if self._settings:
             controls["enter_service"] = enter_service(self._settings)
         controls["opModEnergize"] = self.may_discharge
-        if self.behaviour.get("discharge_before_authorization"):
-            controls["opModEnergize"] = True
-            controls.setdefault("opModFixedW", 50.0)
-        if self.behaviour.get("exceed_limit") and self.may_discharge:
-            controls["opModFixedW"] = 100.0
-            controls.pop("opModMaxLimW", None)
         summary = (controls["opModEnergize"], controls.get("opModFixedW"),
                    controls.get("opModMaxLimW"))
         if summary != getattr(self, "_applied", None):
@@ -1009,25 +1046,16 @@ class J3072Client:
                            "V2G-4.1.4-4", "V2G-4.7.2-8", "V2G-4.8.1.1-1")
 
     def _loop(self, name: str, interval: float, work: Callable[[], Any]) -> None:
-        old = self._loops.pop(name, None)
-        if old is not None and old.running:
-            old.stop()
-        loop = LoopingCall(self._guard, name, work)
-        loop.clock = self.clock
-        self._loops[name] = loop
-        loop.start(interval, now=False)
+        self.loops.run(name, interval, work)
 
-    def _guard(self, name: str, work: Callable[[], Any]) -> None:
-        d = ensureDeferred(work())
-        d.addErrback(lambda f: None if self.closing or f.check(Superseded) else self.log.warn(
-            "{name} failed: {reason}", name=name, reason=f.getErrorMessage()))
+    def _loop_failed(self, name: str, failure: Any) -> None:
+        if not (self.closing or failure.check(Superseded)):
+            self.log.warn("{name} failed: {reason}", name=name,
+                          reason=failure.getErrorMessage())
 
     def stop(self) -> None:
         """Stop the periodic operations and the event engine (no request is made)."""
-        for loop in self._loops.values():
-            if loop.running:
-                loop.stop()
-        self._loops.clear()
+        self.loops.stop_all()
         self.engine.stop()
 
     async def close(self, budget_s: float = CLOSE_BUDGET_S) -> None:
@@ -1035,24 +1063,12 @@ class J3072Client:
         waiting for the EVSE, then DELETE the subscriptions, all at once, each bounded by
         ``budget_s`` seconds. Whatever is abandoned is logged; this never waits longer than
         ``budget_s`` on the clock, whether or not the EVSE answers."""
-        self.closing = True
-        self.stop()
-        self._stop_watch()
+        self._fire(Input.stop)
         for what in self.http.cancel_all():
             self.log.warn("Stopping: abandoned {request}", request=what)
-        subscriptions, self.subscriptions = dict(self.subscriptions), {}
-
-        def failed(f: Any, location: str) -> None:
-            reason = f.getErrorMessage() or type(f.value).__name__
+        for location, reason in await self.subs.close(self.clock, budget_s):
             self.log.warn("Stopping: subscription {location} not removed: {reason}",
                           location=location, reason=reason)
-        deletes = []
-        for location in subscriptions.values():
-            d = self.http.delete(location)
-            d.addTimeout(budget_s, self.clock)
-            deletes.append(d.addErrback(failed, location))
-        if deletes:
-            await DeferredList(deletes)
 
     def _der_status(self, inverter_status: int | None = None) -> Any:
         """The heartbeat: inverterStatus, operationalModeStatus and the alarms in effect
@@ -1076,7 +1092,7 @@ class J3072Client:
 
     async def heartbeat(self) -> None:
         """DERStatus every second; loss of communications after 10 failures (4.8.1.1)."""
-        if self.behaviour.get("stop_heartbeats") or self.sleeping:
+        if self.sleeping:
             return
         now = self.clock.seconds()
         if self._heartbeats:
@@ -1092,11 +1108,8 @@ class J3072Client:
         except SEPError as e:
             if epoch != self.epoch:
                 return
-            self._failures += 1
-            self._successes = 0
-            if self._failures == FAILURES_FOR_LOSS and self.comms_ok:
-                self.comms_ok = False
-                self._apply_inverter()
+            if CommsOutput.lost in self.comms.feed(Beat.failed):
+                self._fire(Input.controls_changed)
                 self.report.record("loss of communications: discharge ceased", True, str(e),
                                    "V2G-4.8.1.1-5")
             return
@@ -1105,11 +1118,8 @@ class J3072Client:
         if epoch != self.epoch:
             return
         self._heartbeat_warned = 0
-        self._failures = 0
-        self._successes += 1
-        if not self.comms_ok and self._successes >= SUCCESSES_FOR_RESTORE:
-            self.comms_ok = True
-            self._apply_inverter()
+        if CommsOutput.restored in self.comms.feed(Beat.answered):
+            self._fire(Input.controls_changed)
             self.report.record("communications restored", True, "", "V2G-4.8.1.1-5")
 
     async def _poll_controls(self) -> None:
@@ -1134,8 +1144,7 @@ class J3072Client:
         if self.sleeping:
             return
         await self.read_time(self.links["time"])
-        if self._loops["time"].interval != self.rates["time_poll"]:
-            self._loop("time", self.rates["time_poll"], self._poll_time)
+        self.loops.follow("time", self.rates["time_poll"], self._poll_time)
 
     async def _post_status(self) -> None:
         if self.sleeping:
@@ -1182,8 +1191,7 @@ class J3072Client:
         self.rates["edev_post"] = post
         if changed:
             self._loop("status", post, self._post_status)
-        if self._loops["readings"].interval != self.rates["mup_post"]:
-            self._loop("readings", self.rates["mup_post"], self._post_readings)
+        self.loops.follow("readings", self.rates["mup_post"], self._post_readings)
 
     async def _check_assignments(self) -> None:
         """The FunctionSetAssignmentsList, polled at its pollRate when not subscribed: a
@@ -1198,28 +1206,36 @@ class J3072Client:
     # -- sleep / wake (4.8.3) -------------------------------------------------------------
 
     async def sleep(self) -> None:
-        """Post inverterStatus 2, then stop sending anything (V2G-4.8.3-1/-2)."""
-        self.sleeping = True
-        self._apply_inverter()
-        if self.state != "periodic":
-            return  # resynchronising: the sequence is redone on waking
+        """Post inverterStatus 2, then stop sending anything (V2G-4.8.3-1/-2). Only while
+        running (authorized or not): otherwise :class:`NoTransition`."""
+        await self._afire(Input.sleep)
+
+    async def _post_sleeping(self) -> None:
         await self._put(self.links["DERStatusLink"], self._der_status())
         self.report.record("sleeping", True, "", "V2G-4.8.3-1", "V2G-4.8.3-2")
 
     async def wake(self) -> None:
         """Re-acquire the management information, then post inverterStatus 0 (4.8.3). When
-        a resynchronisation fell due while asleep, the whole sequence is redone instead."""
-        if self._stale is not None:
-            why, self._stale = self._stale, None
-            self.sleeping = False
-            self.report.record("awake: resynchronising", True, why, "V2G-4.8.3-4")
-            self._rerun()
+        a resynchronisation fell due while asleep, the whole sequence is redone instead.
+        Only while asleep: otherwise :class:`NoTransition`."""
+        if self.machine.state is State.sleeping_resync:
+            self.report.record("awake: resynchronising", True,
+                               self.resyncs[-1][1] if self.resyncs else "", "V2G-4.8.3-4")
+            await self._afire(Input.wake)
             return
         try:
-            await self.step3()
+            await self._afire(Input.wake)  # step 3 again
         except Superseded:
             return  # a resynchronisation took over: it redoes everything
-        self.sleeping = False
+        except (SEPError, NonJ3072) as e:
+            self._fire(self._failure(e), str(e))  # still asleep
+            raise
+        await self._afire(self._done())
+
+    async def _post_awake(self) -> None:
         await self._put(self.links["DERStatusLink"], self._der_status(inverter_status=0))
-        self._apply_inverter()
         self.report.record("awake", True, "", "V2G-4.8.3-4", "V2G-4.8.3-5")
+
+
+async def _nothing() -> None:
+    return None

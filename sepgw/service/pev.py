@@ -20,6 +20,7 @@ from twisted.python import usage
 
 from sepgw.config import Config
 from sepgw.pev.http import SEPClient, tracking_agent
+from sepgw.pev.misbehaviour import misbehave
 from sepgw.pev.operator import PEVOperatorFactory
 from sepgw.pev.notifications import (
     NotificationResource,
@@ -97,13 +98,15 @@ class J3072Service(Service):
         # Connections counted: losing them all ends the session (PEV resynchronisation).
         agent, connections = tracking_agent(self._reactor,
                                             self._policy or client_policy(self._tls))
+        http = SEPClient(agent, f"{parts.scheme}://{parts.netloc}", clock=self._reactor,
+                         timeout_s=REQUEST_TIMEOUT_S, connections=connections)
+        # Test-only misbehaviour wraps the client's HTTP and inverter from outside.
+        http, inverter = misbehave(self._config["behaviour"], http, self._inverter,
+                                   self._config["vehicle"])
         self.client = J3072Client(
-            clock=self._reactor, http=SEPClient(agent, f"{parts.scheme}://{parts.netloc}",
-                                                clock=self._reactor, timeout_s=REQUEST_TIMEOUT_S,
-                                                connections=connections),
+            clock=self._reactor, http=http,
             lfdi=self._tls.identity.lfdi, dcap=parts.path or "/",
-            vehicle=self._config["vehicle"], inverter=self._inverter,
-            behaviour=self._config["behaviour"], report=self.report,
+            vehicle=self._config["vehicle"], inverter=inverter, report=self.report,
             subscription_limit=notifications["limit"],
             safety_poll_s=notifications["safety_poll_s"])
         return self.client

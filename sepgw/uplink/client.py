@@ -41,14 +41,15 @@ from twisted.logger import Logger
 from sepgw.client import (
     DEFAULT_POLL_S, Backoff, Periodic, Registration, ServerTime, fetch_all,
 )
+from sepgw.client.http import SEPError
+from sepgw.client.subscriptions import Subscriptions
 from sepgw.events import BASE_ELEMENTS, EffectiveControls, EventEngine, control_response
 from sepgw.model import (
-    DER, Notification, Subscription, SubscriptionEncoding, DERControl, DERControlList, DERList, DERProgram, DERProgramList, DefaultDERControl,
+    DER, Notification, DERControl, DERControlList, DERList, DERProgram, DERProgramList, DefaultDERControl,
     DeviceCapability, EndDevice, EndDeviceList, FunctionSetAssignmentsList, ModelError,
     ResponseStatus, Time, serialize,
 )
 from sepgw.model.types import ResponseRequired
-from sepgw.pev.http import SEPError
 from sepgw.uplink import docs
 from sepgw.uplink.queue import DurableQueue
 
@@ -158,17 +159,15 @@ class UplinkClient:
         self._ambiguous: set[int] = set()
         """Clock time of the last answer from the DME (any status)."""
         # subscriptions
-        self.notify_uri = notify_uri
-        """The EVSE's notificationURI for the DME; None: polling only."""
+        self.subs = Subscriptions(http, notify_uri, SUBSCRIPTION_LIMIT,
+                                  raise_unreachable=True)
+        """The subscriptions at the DME (shared client layer); an unreachable DME raises."""
         self.verify_s = float(verify_s)
-        self.subscriptions: dict[str, str] = {}
-        """href of a subscribed resource -> Location of its Subscription at the DME."""
         self.refused: dict[str, str] = {}
         """hrefs polled until the next reconnect, with the reason (refused, not notified)."""
         self.notifications = 0
         self.last_notification: float | None = None
         self.fallbacks = 0
-        self._subscribing: set[str] = set()
         self._notified: set[str] = set()
         self._digests: dict[str, bytes] = {}
         self._walking = False
@@ -180,6 +179,20 @@ class UplinkClient:
         """DME control mRID -> port -> the latest status its PEV answered (bounded)."""
         self._awaiting_start: dict[bytes, DERControl] = {}
         self._started: set[bytes] = set()
+
+    @property
+    def notify_uri(self) -> str | None:
+        """The EVSE's notificationURI for the DME; None: polling only."""
+        return self.subs.notify_uri
+
+    @notify_uri.setter
+    def notify_uri(self, value: str | None) -> None:
+        self.subs.notify_uri = value
+
+    @property
+    def subscriptions(self) -> dict[str, str]:
+        """href of a subscribed resource -> Location of its Subscription at the DME."""
+        return self.subs.active
 
     # -- state machine ---------------------------------------------------------------------
 
@@ -383,26 +396,12 @@ class UplinkClient:
         if (self.notify_uri is None or target is None or href in self.subscriptions
                 or href in self.refused):
             return
-        sub = Subscription(subscribedResource=href, encoding=SubscriptionEncoding.XML,
-                           level="+S1", limit=SUBSCRIPTION_LIMIT,
-                           notificationURI=self.notify_uri)
-        self._subscribing.add(href)  # a notification may beat the 201
-        location: str | None = None
-        reason = "the DME gave no Location"
-        try:
-            location = await self.http.post(target, sub)
-        except SEPError as e:
-            if e.status is None:
-                raise  # the DME is unreachable: backoff
-            reason = str(e)
-        finally:
-            self._subscribing.discard(href)
+        location, reason = await self.subs.subscribe(target, href)  # unreachable: backoff
         if not location:
             self.refused[href] = f"subscription refused: {reason}"
             self.log.warn("uplink: subscription to {href} refused ({reason}); polling it",
                           href=href, reason=reason)
             return
-        self.subscriptions[href] = location
         self.log.info("uplink: subscribed to {href} at {location}", href=href,
                       location=location)
 
@@ -410,7 +409,7 @@ class UplinkClient:
         """A Notification from the DME (the uplink's listener): None to accept it (201),
         else the reason to refuse it (400). The re-walk is done afterwards."""
         href = notification.subscribedResource
-        if href not in self.subscriptions and href not in self._subscribing:
+        if not self.subs.expects(href):
             return f"this EVSE has no subscription to {href}"
         self.notifications += 1
         self.last_notification = float(self.clock.seconds())
@@ -437,7 +436,7 @@ class UplinkClient:
         """The subscription to ``href`` ended: poll it at the pollRate from now on (until it
         is subscribed again: at the next walk, or with ``keep_polling`` at the next
         reconnect)."""
-        location = self.subscriptions.pop(href, None)
+        location = self.subs.drop(href)
         if location is None:
             return
         self.fallbacks += 1
@@ -447,38 +446,20 @@ class UplinkClient:
         self.log.warn("uplink: subscription to {href} {why}; polling it at the pollRate",
                       href=href, why=why)
         if not cancelled:
-            self._delete(location)
+            self.subs.delete(location)
         self._kick()
-
-    def _delete(self, location: str) -> None:
-        d = Deferred.fromCoroutine(self._delete_now(location))
-        d.addErrback(lambda f: None)
-
-    async def _delete_now(self, location: str) -> None:
-        try:
-            await self.http.delete(location)
-        except SEPError as e:
-            self.log.info("uplink: removing subscription {location} failed: {reason}",
-                          location=location, reason=str(e))
 
     async def _verify_subscriptions(self) -> None:
         """Each Subscription still exists at the DME (a server may drop one after failed
         deliveries without telling)."""
-        for href, location in list(self.subscriptions.items()):
-            try:
-                await self.http.get(location, Subscription)
-            except SEPError as e:
-                if e.status == 404:
-                    self._fall_back(href, "no longer exists at the DME (404)")
-                elif e.status is None:
-                    raise
+        for href, _ in await self.subs.verify():
+            self._fall_back(href, "no longer exists at the DME (404)")
 
     def _drop_subscriptions(self) -> None:
         """Reconnecting: forget the subscriptions (removed at the DME, best effort) and
         what was refused; the walk subscribes again."""
-        for location in self.subscriptions.values():
-            self._delete(location)
-        self.subscriptions.clear()
+        for location in self.subs.clear().values():
+            self.subs.delete(location)
         self.refused.clear()
         self._digests.clear()
         self._unsubscribed = True
@@ -533,7 +514,7 @@ class UplinkClient:
             self.engine.remove_program(href)
         self.programs = seen
         for href in set(self.subscriptions) - self._walked:
-            self._delete(self.subscriptions.pop(href))  # no longer used
+            self.subs.forget(href)  # no longer used
             self._digests.pop(href, None)
 
     async def _program(self, program: DERProgram, via: str = "poll") -> None:
