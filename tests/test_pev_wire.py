@@ -203,7 +203,7 @@ class DERStatusWireTests(SynchronousTestCase):
         """Every DERStatus the PEV puts carries Table 6's fields, schema-valid, with
         operationalModeStatus "Operational mode" while awake, before and after
         authorization (as the profile's section 5 DERStatus shows it with inverterStatus 3),
-        dated. V2G-4.7.2-1 V2G-4.7.2-3 V2G-4.7.2-5 V2G-4.8.1.1-1"""
+        dated. V2G-4.7.2-1 V2G-4.7.2-2 V2G-4.7.2-3 V2G-4.7.2-5 V2G-4.8.1.1-1"""
         self.w.run(2.1)
         statuses = self.statuses()
         self.assertEqual({field(s, "inverterStatus/value") for s in statuses}, {"3", "0"})
@@ -217,7 +217,7 @@ class DERStatusWireTests(SynchronousTestCase):
     def test_sleeping_is_off(self) -> None:
         """Going to sleep puts inverterStatus 2 with operationalModeStatus "Off"; waking
         puts inverterStatus 0 and "Operational mode" again. V2G-4.8.3-1 V2G-4.8.3-5
-        V2G-4.7.2-4"""
+        V2G-4.7.2-2 V2G-4.7.2-4"""
         self.w.run(1.1)
         ensureDeferred(self.w.client.sleep())
         self.w.flush()
