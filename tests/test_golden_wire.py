@@ -536,3 +536,30 @@ class Table2Tests(_EVSEWire, SynchronousTestCase):
             hits = [(m, p) for m, p in used
                     if any(p == h or p.startswith(h.rstrip("/") + "/") for h in served[name])]
             self.assertTrue(hits, f"the PEV never used {name} ({served[name]})")
+
+
+class DeviceInformationTests(SynchronousTestCase):
+    """4.5.3.1: what the real PEV puts as DeviceInformation, and what the real EVSE makes of
+    it."""
+
+    #: The DeviceInformation elements the profile says the PEV is not required to populate.
+    NOT_REQUIRED = ("functionsImplemented", "gpsLocation", "pollRate")
+
+    def test_not_required_fields_left_out_and_authorized(self) -> None:
+        """The PEV's DeviceInformation leaves out functionsImplemented, gpsLocation and
+        pollRate (read off the wire with lxml), the EVSE stores it, and the PEV is
+        authorized all the same. V2G-4.5.3.1-2"""
+        w = World()
+        tap = WireTap(w.agent.agent)
+        w.agent.agent = tap
+        w.start()
+        w.run(3)
+        puts = [etree.fromstring(body) for m, path, body in tap.sent
+                if m == "PUT" and body and local(etree.fromstring(body)) == "DeviceInformation"]
+        self.assertTrue(puts, "the PEV never put its DeviceInformation")
+        for doc in puts:
+            for name in self.NOT_REQUIRED:
+                self.assertIsNone(doc.find(Q + name), f"DeviceInformation has {name}")
+                self.assertIsNone(doc.get(name), f"DeviceInformation has @{name}")
+        self.assertIn("di", w.resources.sessions[0].written)
+        self.assertTrue(w.port.granted, w.port.reasons)
