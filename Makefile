@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
+	bash tools/test-system-deps.sh
 	$(PY) tools/conformance.py --check
 	$(PY) tools/config_reference.py --check
 	$(VENV)/bin/mypy sepgw
