@@ -18,12 +18,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
+
+from sepgw.common.jsonlines import JSONLineProtocol
 
 from sepgw.dme.server import DMEError, DMEServer
 from sepgw.model import ActivePower, DERControl, DERControlBase, ReactivePower
@@ -104,24 +104,11 @@ def describe(server: DMEServer, control: DERControl) -> dict[str, Any]:
             "responses": server.responses_for(control.mRID)}
 
 
-class DMEOperatorProtocol(LineOnlyReceiver):
-    delimiter = b"\n"
+class DMEOperatorProtocol(JSONLineProtocol):
     log = Logger()
 
     def __init__(self, server: DMEServer) -> None:
         self.server = server
-
-    def answer(self, obj: Any) -> None:
-        self.sendLine(json.dumps(obj).encode("utf-8"))
-
-    def lineReceived(self, line: bytes) -> None:
-        words = line.decode("utf-8", "replace").split()
-        if not words:
-            return
-        try:
-            self.answer(self.command(words))
-        except (LookupError, ValueError) as e:
-            self.answer({"error": str(e)})
 
     def command(self, words: list[str]) -> Any:
         s = self.server

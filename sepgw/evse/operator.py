@@ -20,12 +20,12 @@ Only local users who can open the socket (mode 0600 by default) can send command
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Mapping
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
+
+from sepgw.common.jsonlines import JSONLineProtocol
 
 from sepgw.evse.controller import PortController
 
@@ -57,26 +57,13 @@ def port_status(port: PortController) -> dict[str, Any]:
     }
 
 
-class OperatorProtocol(LineOnlyReceiver):
-    delimiter = b"\n"
+class OperatorProtocol(JSONLineProtocol):
     log = Logger()
 
     def __init__(self, ports: Mapping[str, PortController],
                  uplink: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.ports = ports
         self.uplink = uplink
-
-    def answer(self, obj: Any) -> None:
-        self.sendLine(json.dumps(obj).encode("utf-8"))
-
-    def lineReceived(self, line: bytes) -> None:
-        words = line.decode("utf-8", "replace").split()
-        if not words:
-            return
-        try:
-            self.answer(self.command(words))
-        except (LookupError, ValueError) as e:
-            self.answer({"error": str(e)})
 
     def _port(self, name: str) -> PortController:
         try:

@@ -8,31 +8,24 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.basic import LineOnlyReceiver
+
+from sepgw.common.jsonlines import JSONLineProtocol
 
 HELP = ["status", "sleep", "wake", "help"]
 
 
-class PEVOperatorProtocol(LineOnlyReceiver):
-    delimiter = b"\n"
+class PEVOperatorProtocol(JSONLineProtocol):
     log = Logger()
 
     def __init__(self, client: Callable[[], Any]) -> None:
         self._client = client
 
-    def answer(self, obj: Any) -> None:
-        self.sendLine(json.dumps(obj).encode("utf-8"))
-
-    def lineReceived(self, line: bytes) -> None:
-        words = line.decode("utf-8", "replace").split()
-        if not words:
-            return
+    def received(self, words: list[str]) -> None:
         client = self._client()
         cmd = words[0]
         if cmd == "help":
