@@ -62,6 +62,10 @@ class _Bytes:
         pass
 
 
+BytesBody = _Bytes
+"""A request body from bytes (the EVSE's notifications use it too)."""
+
+
 class ConnectionTracker:
     """The TLS connections an Agent has open to the server (the EVSE, the DME), numbered
     in the order they were made (``#1``, ``#2``...).

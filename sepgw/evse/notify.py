@@ -43,8 +43,6 @@ from twisted.internet.protocol import Protocol as _BodyProtocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
 
 from sepgw.model import (
     MEDIA_TYPE, DefaultDERControl, DERControlList, DERProgramList, FunctionSetAssignmentsList,
@@ -333,29 +331,6 @@ class Subscriptions:
         return [e.subscription for e in self._entries.values()]
 
 
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """The request body, written at once (``FileBodyProducer`` would use the global
-    reactor's cooperator)."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self.body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
 class _Discard(_BodyProtocol):
     """Reads and forgets a response body."""
 
@@ -410,9 +385,11 @@ class _Delivery:
             return
         self.in_flight = body
         notifier = self.notifier
+        from sepgw.client.http import BytesBody  # with the HTTP client, at first use
+
         d: Deferred[Any] = maybeDeferred(
             self.agent.request, b"POST", self.uri.encode("ascii"),
-            Headers({b"Content-Type": [MEDIA_TYPE.encode("ascii")]}), _BytesProducer(body))
+            Headers({b"Content-Type": [MEDIA_TYPE.encode("ascii")]}), BytesBody(body))
         # Set before adding callbacks: a client may answer synchronously.
         self.request = d
         d.addTimeout(notifier.retry.timeout, notifier.clock)
