@@ -81,8 +81,6 @@ from sepgw.model import (
 from sepgw.pev import vehicle as docs
 from sepgw.pev.controls import enter_service, plain
 from sepgw.pev.machine import (
-    FAILURES_FOR_LOSS,
-    SUCCESSES_FOR_RESTORE,
     Beat,
     CommsOutput,
     HeartbeatMachine,

@@ -41,7 +41,6 @@ from twisted.logger import Logger
 from sepgw.client import (
     DEFAULT_POLL_S, Backoff, Periodic, Registration, ServerTime, fetch_all,
 )
-from sepgw.client.http import SEPError
 from sepgw.client.subscriptions import Subscriptions
 from sepgw.events import BASE_ELEMENTS, EffectiveControls, EventEngine, control_response
 from sepgw.model import (
