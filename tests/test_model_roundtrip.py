@@ -345,8 +345,8 @@ def _generic_serialize(obj: Model) -> bytes:
 
 
 def _generic_parse(data: bytes) -> Any:
-    from sepgw.model.codec import _PARSER, _Ctx, _decode, registry as reg
-    root = etree.fromstring(data, _PARSER)
+    from sepgw.model.codec import _Ctx, _decode, _lxml_parser, registry as reg
+    root = etree.fromstring(data, _lxml_parser())
     cls = reg()[etree.QName(root).localname]
     return _decode(cls._sep_spec, root, cls._sep_spec.tag, _Ctx(False, 16), 1)
 
@@ -359,10 +359,10 @@ def _make_agreement_test(name: str) -> Any:
     @given(model_strategy(cls))
     def test(self: FastPathAgreementTests, obj: Any) -> None:
         from sepgw.model import _fast
-        from sepgw.model.codec import _PARSER
+        from sepgw.model.codec import _lxml_parser
         generic = _generic_serialize(obj)
         self.assertEqual(serialize(obj), generic)
-        fast = _fast.decoder(cls)(etree.fromstring(generic, _PARSER), 1, 16)
+        fast = _fast.decoder(cls)(etree.fromstring(generic, _lxml_parser()), 1, 16)
         self.assertEqual(fast, _generic_parse(generic))
     test.__doc__ = (f"For generated {name} objects the fast encoder writes the generic "
                     f"encoder's bytes and the fast decoder (without falling back) reads "

@@ -30,7 +30,7 @@ from sepgw.model import (
 from sepgw.model import _fast
 from sepgw.model.codec import DEFAULT_MAX_DEPTH, _Ctx, _decode, _REGISTRY
 from lxml import etree
-from sepgw.model.codec import _PARSER
+from sepgw.model.codec import _lxml_parser
 from tests.test_model_helpers import model_strategy, populate
 
 TYPES = [DERControlList, DERSettings, DERStatus, DeviceInformation, MirrorMeterReading,
@@ -40,7 +40,7 @@ TYPES = [DERControlList, DERSettings, DERStatus, DeviceInformation, MirrorMeterR
 def generic(data: bytes) -> Any:
     """What the generic path makes of ``data``: an object, or the ModelError."""
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, _lxml_parser())
         name = root.tag.split("}")[1]
         cls = _REGISTRY[name]
         return _decode(cls._sep_spec, root, name, _Ctx(False, DEFAULT_MAX_DEPTH), 1)

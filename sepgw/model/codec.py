@@ -25,13 +25,14 @@ import re
 import types as _pytypes
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, TypeVar, overload
-
-from lxml import etree
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar, overload
 
 from . import _fast
 from .errors import ModelError, _Bad
 from .types import BOOLEAN, BoolCodec, LeafCodec, MRID
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 __all__ = [
     "NS", "MEDIA_TYPE", "XSI_NS", "Model", "Attr", "Occurs", "XsiTyped", "ClassSpec",
@@ -280,14 +281,24 @@ class _Ctx:
 
 
 def _secure_parser() -> etree.XMLParser:
+    from lxml import etree
     return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
                            dtd_validation=False, huge_tree=False, remove_comments=True,
                            remove_pis=True, collect_ids=False, strip_cdata=True)
 
 
 # lxml parsers are not thread-safe; the model is used from the reactor thread.  A parser per
-# thread would be the fix if that ever changes.
-_PARSER = _secure_parser()
+# thread would be the fix if that ever changes.  lxml (about 5 MiB of RSS) is imported at the
+# first document the scanner (_fast.scan) gives up on, not at start-up: sepgw's own peers
+# never need it.
+_parser: etree.XMLParser | None = None
+
+
+def _lxml_parser() -> etree.XMLParser:
+    global _parser
+    if _parser is None:
+        _parser = _secure_parser()
+    return _parser
 
 
 def _lenient_leaf(f: FieldSpec, text: str | None, path: str, ctx: _Ctx) -> Any:
@@ -506,8 +517,10 @@ def _parse(data: bytes | str, expected: type[M] | None, lenient: bool, max_size:
         obj = _fast.scan(data, expected, max_depth, versions)
         if obj is not None:
             return obj, [_schema_ver_note(obj._sep_spec.tag, v) for v in versions]
+    parser = _lxml_parser()
+    from lxml import etree
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as e:
         raise ModelError("", f"not well-formed XML: {e}") from None
     except ValueError as e:  # e.g. a str with an encoding declaration
