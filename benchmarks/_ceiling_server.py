@@ -2,9 +2,12 @@
 
 Same listening code path as ``twistd sepgw`` (TCP, ``TLSMemoryBIOFactory`` with
 ``sepgw.security.tls.server_connection_creator``, so the same mutual TLS and the same
-ECDHE-ECDSA-AES128-CCM8 record cost, a ``twisted.web`` ``Site`` without access log), but the
-resource is trivial: any GET gets fixed bytes (the bytes sepgw answered for the same kind of
-GET, so both servers encrypt the same amount), any other method gets 204 and no body.
+ECDHE-ECDSA-AES128-CCM8 record cost) and the same ``twisted.web`` ``Site`` as sepgw's
+(``EVSEHTTPServer.site()``: its channel and request factory with their limits, no POST form
+decoding, no access log, the same idle timeout), but the resource is trivial: any GET gets
+fixed bytes (the bytes sepgw answered for the same kind of GET, so both servers encrypt the
+same amount), a POST gets 201 with a Location (as sepgw answers a created resource), any
+other method 204 and no body.
 
     python benchmarks/_ceiling_server.py --pki DIR --port P --bodies FILE.json
 """
@@ -24,8 +27,7 @@ from twisted.internet import reactor as _reactor  # noqa: E402
 from twisted.internet.endpoints import TCP4ServerEndpoint  # noqa: E402
 from twisted.protocols.tls import TLSMemoryBIOFactory  # noqa: E402
 from twisted.web.resource import Resource  # noqa: E402
-from twisted.web.server import Site  # noqa: E402
-
+from sepgw.evse.http import EVSEHTTPServer  # noqa: E402
 from sepgw.security.tls import TLSSettings, server_connection_creator  # noqa: E402
 
 reactor: Any = _reactor
@@ -43,6 +45,12 @@ class Fixed(Resource):
         if request.method == b"GET":
             request.setHeader(b"Content-Type", b"application/sep+xml")
             return self.dderc if request.path.endswith(b"/dderc") else self.derc
+        if request.method == b"POST":
+            request.content.read()
+            request.setResponseCode(201)
+            request.setHeader(b"Location", request.path + b"/1")
+            return b""
+        request.content.read()
         request.setResponseCode(204)
         return b""
 
@@ -52,13 +60,14 @@ def main() -> None:
     ap.add_argument("--pki", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--bodies", required=True)
+    ap.add_argument("--max-body", type=int, default=None)
     args = ap.parse_args()
     pki = Path(args.pki)
     bodies = json.loads(Path(args.bodies).read_text())
     settings = TLSSettings(pki / "evse.pem", pki / "evse.key", (pki / "serca.pem",))
-    site = Site(Fixed(bodies["dderc"].encode(), bodies["derc"].encode()))
-    site.log = lambda request: None  # type: ignore[method-assign]
-    site.noisy = False
+    # sepgw's own Site (channel, request factory, limits, options), with the trivial resource.
+    site = EVSEHTTPServer(None, max_body=args.max_body).site()  # type: ignore[arg-type]
+    site.resource = Fixed(bodies["dderc"].encode(), bodies["derc"].encode())
     factory = TLSMemoryBIOFactory(server_connection_creator(settings), False, site)
     d = TCP4ServerEndpoint(reactor, args.port, interface="127.0.0.1").listen(factory)
     d.addCallback(lambda port: print(f"CEILING serving on {port.getHost().port}", flush=True))

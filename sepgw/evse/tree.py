@@ -334,8 +334,12 @@ class EVSEResources:
                     description: str) -> None:
         """Serve the session's PEV a DERControl ``key`` with ``opmod`` = ``value`` (e.g.
         opModFixedW for coordinated charging, 4.8.2), superseding an earlier one of the same
-        key; DERControlList subscribers are notified."""
-        extras = self._extras[session.port_index]
+        key; DERControlList subscribers are notified. A session that has ended (a
+        coalesced site-sharing update may still name it) gets nothing, and its port's next
+        session is not given its control."""
+        extras = self._extras.get(session.port_index)
+        if extras is None or extras.session is not session:
+            return
         if extras.management.set_extra(key, opmod, value, description, self.now()):
             extras.changed(extras.derc)
 
