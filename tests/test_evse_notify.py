@@ -669,3 +669,25 @@ class AgentFactoryTests(SynchronousTestCase):
         shared = https_agent_factory(MemoryReactorClock(), settings, pin_lfdi=False)
         self.assertIs(shared(PEV), shared(OTHER))
         self.assertRaises(ValueError, Notifier, agent_for, Clock(), server_url="http://x")
+
+    def test_agents_bounded(self) -> None:
+        """Under churn of PEVs with different LFDIs the agents kept stay at ``max_agents``,
+        the least recently used dropped first (a returning PEV gets a new agent)."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from tests.security_helpers import shared_pki
+        from sepgw.security.tls import TLSSettings
+
+        p = shared_pki().paths
+        settings = TLSSettings(p.evse, p.evse_key, (p.serca,))
+        agent_for = https_agent_factory(MemoryReactorClock(), settings, max_agents=3)
+        lfdis = [f"{i:040X}" for i in range(5)]
+        first = [agent_for(lfdi) for lfdi in lfdis[:3]]
+        self.assertIs(agent_for(lfdis[0]), first[0])  # used again: now the most recent
+        agent_for(lfdis[3])  # evicts lfdis[1], the least recently used
+        self.assertIs(agent_for(lfdis[0]), first[0])
+        self.assertIs(agent_for(lfdis[2]), first[2])
+        self.assertIsNot(agent_for(lfdis[1]), first[1])  # evicted, built anew
+        for lfdi in lfdis * 20:
+            agent_for(lfdi)
+        self.assertIs(agent_for(lfdis[4]), agent_for(lfdis[4]))

@@ -286,3 +286,36 @@ class EventRulesTests(SynchronousTestCase):
         self.assertNotIn(share.mRID, [c.mRID for c in facts.controls])
         t.s.ports[0]._evaluate("test: re-evaluated")
         self.assertTrue(t.s.ports[0].granted, t.s.ports[0].reasons)
+
+
+class DepartureDuringDrainTests(SynchronousTestCase):
+    def test_pev_leaving_while_shares_are_still_being_served(self) -> None:
+        """More changed shares than one turn serves (32): the rest follow in the next turn.
+        A PEV that leaves in between gets nothing served to its ended session, nothing
+        fails, and the PEV that arrives next on that port gets one share in effect."""
+        n = 40
+        t = Sharing(n, site_w=n * 1000.0)
+        for i in range(n):
+            t.arrive(i)
+        t.beat(1)
+        coordinator = t.s.coordinator
+        coordinator.site_max_w = n * 500.0  # every share must be lowered
+        coordinator.rebalance()
+        coordinator.update()  # this turn's update: 32 shares served, the rest next turn
+        waiting = sorted(coordinator._todo)
+        self.assertTrue(waiting, "everything was served in one turn")
+        port = next(p for p in t.s.ports if p.name == waiting[0])
+        i = t.s.ports.index(port)
+        ended = t.session(i)
+        issued = coordinator.issued
+        port.link_down("unplugged")
+        t.s.clock.advance(0)  # the continued drain and the departure's update
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertNotIn(i, t.s.resources.sessions)
+        self.assertEqual(coordinator.issued - issued, len(waiting) - 1)
+        self.assertFalse(any(s.session is ended for s in coordinator._served.values()))
+        t.arrive(i)
+        t.beat(1)
+        self.assertTrue(port.granted, port.reasons)
+        self.assertEqual(len([c for c in t.shares(i)
+                              if c.EventStatus.currentStatus == EventStatusCode.ACTIVE]), 1)

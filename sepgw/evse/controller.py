@@ -565,6 +565,13 @@ class SiteCoordinator:
         for name in sorted(self._todo, key=lambda n: not lowered(n)):
             port = by_name[name]
             new = self._want[name]
+            if new.session is not port.session:
+                # The session ended since this share was computed (a drain continued in a
+                # later turn): its controls went with it; the port's next change recomputes.
+                self._want.pop(name, None)
+                served.pop(name, None)
+                self._todo.discard(name)
+                continue
             old = served.get(name)
             old_value = old.value if old is not None else None
             if new.value != old_value:

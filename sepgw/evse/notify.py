@@ -119,21 +119,27 @@ class RetryPolicy:
 AgentFor = Callable[[str], Any]
 
 
-def https_agent_factory(reactor: Any, settings: Any, *, pin_lfdi: bool = True) -> AgentFor:
+def https_agent_factory(reactor: Any, settings: Any, *, pin_lfdi: bool = True,
+                        max_agents: int = 64) -> AgentFor:
     """Return ``agent_for(lfdi)`` for :class:`Notifier`: an
     ``Agent(reactor, contextFactory=client_policy(settings, ...))`` (mutual TLS with
     sepgw's 2030.5 TLS settings, see ``docs/security.md``), one per LFDI.  With ``pin_lfdi``
     the notification receiver must present a certificate with the LFDI of the device that
-    created the subscription.
+    created the subscription. At most ``max_agents`` agents are kept, the least recently
+    used dropped first.
 
     A bare ``Agent`` rather than treq's ``HTTPClient``: treq passes every URL through
     hyperlink's ``to_uri()``, which IDNA-encodes IPv6 literal hosts and fails
     (python-hyper/hyperlink#68, #188), and the profile's notificationURIs are IPv6
     literals (section 4.2.3, example 5.9: ``https://[fd12:3456:789a:1::2]:443/ntfy``).
     """
+    from collections import OrderedDict
+
     from sepgw.security.tls import client_policy
 
-    agents: dict[str, Any] = {}
+    # Most recently used last; bounded so that years of different PEVs (each its own LFDI,
+    # its own TLS context) do not accumulate: a PEV that comes back gets a new one.
+    agents: OrderedDict[str, Any] = OrderedDict()
 
     def agent_for(lfdi: str) -> Any:
         key = lfdi.upper() if pin_lfdi else ""
@@ -145,6 +151,10 @@ def https_agent_factory(reactor: Any, settings: Any, *, pin_lfdi: bool = True) -
 
             policy = client_policy(settings, expected_lfdi=lfdi if pin_lfdi else None)
             agent = agents[key] = Agent(reactor, contextFactory=policy)
+            while len(agents) > max_agents:
+                agents.popitem(last=False)
+        else:
+            agents.move_to_end(key)
         return agent
 
     return agent_for
