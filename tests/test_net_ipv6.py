@@ -732,10 +732,17 @@ from sepgw.net.ra import RAContent, RATiming, RouterAdvertiser
 interface, ula = sys.argv[1], IPv6Network(sys.argv[2])
 port = PortAddressing.for_port(ula, 0)
 add_address(interface, port.address)
-# One RA at start, then only every 10 minutes: the PEV's address must come from the answer
-# to its Router Solicitation.
-advertiser = RouterAdvertiser(reactor, interface, RAContent(prefix=port.prefix),
-                              RATiming(initial_count=1, min_interval=600, max_interval=600))
+# One RA at start, then only every 10 minutes: "ready" once that first RA is out (it waits
+# for the link-local address), so the PEV's address must come from the answer to its Router
+# Solicitation.
+class FirstRA(RouterAdvertiser):
+    def _send(self):
+        super()._send()
+        if self.stats["ra_sent"] == 1:
+            print("ready", flush=True)
+
+advertiser = FirstRA(reactor, interface, RAContent(prefix=port.prefix),
+                     RATiming(initial_count=1, min_interval=600, max_interval=600))
 advertiser.start()
 
 def report():
@@ -743,7 +750,6 @@ def report():
     advertiser.stop()
 
 reactor.addSystemEventTrigger("before", "shutdown", report)
-print("ready", flush=True)
 reactor.run()
 """
 
