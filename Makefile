@@ -20,7 +20,7 @@ test: $(STAMP)
 	bash tools/test-system-deps.sh
 	$(PY) tools/conformance.py --check
 	$(PY) tools/config_reference.py --check
-	$(VENV)/bin/mypy sepgw
+	$(VENV)/bin/mypy sepgw plugins
 	$(PY) -m twisted.trial -j2 tests
 
 demo: $(STAMP)
@@ -35,7 +35,7 @@ fuzz: $(STAMP)
 	SEPGW_FUZZ_CASES=$(FUZZ_CASES) $(PY) -m twisted.trial tests.test_fuzz
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy sepgw
+	$(VENV)/bin/mypy sepgw plugins
 
 clean:
 	rm -rf $(VENV) _trial_temp* run build *.egg-info

@@ -124,7 +124,7 @@ class EthernetTransport:
             self._ipr = None
         self._set(False, "transport stopped")
 
-    def netlink(self, message: Mapping[str, Any] | Any) -> None:
+    def netlink(self, message: Any) -> None:
         """One netlink message (pyroute2's parsed form)."""
         event = message.get("event") if hasattr(message, "get") else None
         if event in ("RTM_NEWLINK", "RTM_DELLINK") and message.get("index") == self.index:

@@ -172,8 +172,8 @@ class GpioContactor:
         contact, once it is sensed open or ``confirm_s`` passed (a welded contactor fires
         ``closed``); ``unknown`` when the line cannot be driven (logged, never raised)."""
         closing, self._closing = self._closing, []
-        for d in closing:
-            d.errback(ContactorRefused(f"{self._name}: close cancelled by an open"))
+        for waiting in closing:
+            waiting.errback(ContactorRefused(f"{self._name}: close cancelled by an open"))
         if self._request is None:
             return succeed(self.state)
         if not self._drive_off():

@@ -69,8 +69,12 @@ class ModbusContactor:
                       name=self._name, where=self._where(),
                       aux=f", auxiliary contact at discrete input {self.input}"
                       if self.feedback else ", no auxiliary contact")
-        d = self.open()  # a failure is logged; polling goes on
-        d.addCallback(lambda _: self._loop.start(self.interval, now=True) and None)
+        d: Deferred[Any] = self.open()  # a failure is logged; polling goes on
+
+        def poll(_: Any) -> None:
+            self._loop.start(self.interval, now=True)
+
+        d.addCallback(poll)
         return d
 
     def stop(self) -> Deferred[Any]:

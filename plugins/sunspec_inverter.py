@@ -250,7 +250,7 @@ class SunSpecInverter:
             enabled = bool(var) and mode is not None and energize
             yield self.client.write_registers(a + at["VarSetEna"],
                                               [1 if enabled else 0, mode or 0])
-            if enabled:
+            if enabled and var is not None:
                 yield self.client.write_registers(
                     a + at["VarSetPct"], sunspec.encode(float(var["percent"]),
                                                         self._sf["VarSetPct_SF"], "int16",
@@ -297,7 +297,7 @@ class SunSpecInverter:
             v = (sunspec.value(regs, a, at, "PPVphAB", "uint16", "V_SF", required=False)
                  or sunspec.value(regs, a, at, "PhVphA", "uint16", "V_SF"))
             hz = sunspec.value(regs, a, at, "Hz", "uint16", "Hz_SF")
-        soc = self.soc_pct
+        soc: float | None = self.soc_pct
         s = self.models["soc"]
         if s is not None:
             sregs = yield self._read_model(s)
