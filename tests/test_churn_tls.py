@@ -20,6 +20,10 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+#: Connections that may still be closing when a mark is taken (a leak adds 30 between marks).
+SLACK = 3
+
+
 class ChurnOverTLSTests(unittest.TestCase):
     timeout = 240
 
@@ -29,8 +33,9 @@ class ChurnOverTLSTests(unittest.TestCase):
         Responses and holding two subscriptions) leave: exactly the resident PEVs' sessions
         live, no DERControlResponse that no live session stores (an ended session's
         Responses are its own, profile 5.7), open fds back to the count at the start of the
-        measurement, and no more subscription stores or pending deliveries after 60 than
-        after 30 departures."""
+        measurement, and no more subscription stores, pending deliveries, HTTP channels or
+        TLS connections after 60 than after 30 departures (give or take the few still
+        closing)."""
         from benchmarks.churn import pev_churn
 
         residents = 2
@@ -43,8 +48,11 @@ class ChurnOverTLSTests(unittest.TestCase):
         for m in (m0, mn, m2):
             self.assertEqual(m["sessions"], residents, m["label"])
             self.assertEqual(m["orphan_responses"], 0, m["label"])
-            self.assertEqual(m["fds"], m0["fds"], m["label"])
+            # A connection or two may still be closing when a mark is taken on a loaded
+            # machine; a leak would be one per departure (30 between marks).
+            self.assertLessEqual(m["fds"], m0["fds"] + SLACK, m["label"])
         for kind in ("PEVSession", "Subscriptions", "_Delivery", "HTTPChannel",
                      "TLSMemoryBIOProtocol", "_CountedTLSProtocol"):
-            self.assertLessEqual(m2["types"].get(kind, 0), mn["types"].get(kind, 0), kind)
+            self.assertLessEqual(m2["types"].get(kind, 0), mn["types"].get(kind, 0) + SLACK,
+                                 kind)
         self.assertGreater(ctx.recorder.notifications, 0)
