@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,31 @@ class RoleService(OrderedMultiService):
             UNIXServerEndpoint(self.reactor, str(path), mode=0o600, wantPID=True), factory)
         service.setName("operator")
         service.setServiceParent(self)
+
+    def add_views(self, role: str) -> None:
+        """The optional views of the role's status, each imported only when configured (idle
+        RSS): ``[dbus]``, ``[console]``, and sd_notify under systemd (``NOTIFY_SOCKET``) as
+        the last child, so that it starts last (READY once everything is up) and stops
+        first. ``role``: "evse" or "pev"."""
+        config = self.config
+        if config["dbus"]["enabled"]:
+            from sepgw.service import dbus
+
+            views = {"evse": dbus.evse_dbus, "pev": dbus.pev_dbus}
+            views[role](self, config["dbus"]).setServiceParent(self)
+        if config["console"]["enabled"]:
+            import sepgw.console as console
+
+            consoles = {"evse": console.evse_console, "pev": console.pev_console}
+            try:
+                consoles[role](self, config["console"]).setServiceParent(self)
+            except ValueError as e:
+                raise StartupError(f"{config.source}: {e}") from e
+        if os.environ.get("NOTIFY_SOCKET"):
+            from sepgw.service import systemd
+
+            notifiers = {"evse": systemd.evse_notifier, "pev": systemd.pev_notifier}
+            notifiers[role](self).setServiceParent(self)
 
     def add_component(self, name: str, component: Any) -> ComponentService:
         service = ComponentService(name, component)

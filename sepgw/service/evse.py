@@ -7,7 +7,6 @@ else stops, so the contactor is left open whatever happens next.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from twisted.application.service import IService
@@ -152,21 +151,7 @@ class EVSEGateway(RoleService):
             self.dme_site.responses = getattr(self.uplink, "pev_response", None)
             self._telemetry = LoopingCall(self.publish_telemetry)
             self._telemetry.clock = reactor
-        if config["dbus"]["enabled"]:  # txdbus imported only then (idle RSS)
-            from sepgw.service.dbus import evse_dbus
-
-            evse_dbus(self, config["dbus"]).setServiceParent(self)
-        if config["console"]["enabled"]:  # sepgw.console imported only then (idle RSS)
-            from sepgw.console import evse_console
-
-            try:
-                evse_console(self, config["console"]).setServiceParent(self)
-            except ValueError as e:
-                raise StartupError(f"{config.source}: {e}") from e
-        if os.environ.get("NOTIFY_SOCKET"):  # under systemd: READY once HTTPS listens
-            from sepgw.service.systemd import evse_notifier
-
-            evse_notifier(self).setServiceParent(self)  # last child: starts last, stops first
+        self.add_views("evse")  # D-Bus, console, systemd: when configured
 
     def _port_network(self, index: int, name: str, transport: Any) -> Any:
         """The port's network plane, when ``[network] enabled`` (needs the transport's

@@ -9,7 +9,6 @@ subscriptions, and its run report is logged (and written as JSON when configured
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +35,6 @@ from sepgw.pev.session import REQUEST_TIMEOUT_S, J3072Client
 from sepgw.security.tls import client_policy, server_connection_creator
 from sepgw.service.common import (
     RoleService,
-    StartupError,
     make_role_service,
     release_startup_memory,
     options_for,
@@ -224,21 +222,7 @@ class PEVController(RoleService):
                                   getattr(self.transport, "interface", None))
         self.j3072.setServiceParent(self)
         self.add_operator_socket(PEVOperatorFactory(lambda: self.j3072.client))
-        if config["dbus"]["enabled"]:  # txdbus imported only then (idle RSS)
-            from sepgw.service.dbus import pev_dbus
-
-            pev_dbus(self, config["dbus"]).setServiceParent(self)
-        if config["console"]["enabled"]:  # sepgw.console imported only then (idle RSS)
-            from sepgw.console import pev_console
-
-            try:
-                pev_console(self, config["console"]).setServiceParent(self)
-            except ValueError as e:
-                raise StartupError(f"{config.source}: {e}") from e
-        if os.environ.get("NOTIFY_SOCKET"):  # under systemd: READY once all started
-            from sepgw.service.systemd import pev_notifier
-
-            pev_notifier(self).setServiceParent(self)  # last child: starts last, stops first
+        self.add_views("pev")  # D-Bus, console, systemd: when configured
 
     def _serving(self, _: Any) -> None:
         release_startup_memory()
