@@ -337,17 +337,21 @@ class EVSEResources:
         key; DERControlList subscribers are notified. A session that has ended (a
         coalesced site-sharing update may still name it) gets nothing, and its port's next
         session is not given its control."""
-        extras = self._extras.get(session.port_index)
-        if extras is None or extras.session is not session:
-            return
-        if extras.management.set_extra(key, opmod, value, description, self.now()):
+        extras = self._live(session)
+        if extras is not None and extras.management.set_extra(key, opmod, value, description,
+                                                               self.now()):
             extras.changed(extras.derc)
 
     def clear_control(self, session: PEVSession, key: str) -> None:
-        """Cancel the session's DERControl ``key``, if any."""
-        extras = self._extras.get(session.port_index)
+        """Cancel the session's DERControl ``key``, if any (nothing for an ended session)."""
+        extras = self._live(session)
         if extras is not None and extras.management.clear_extra(key, self.now()):
             extras.changed(extras.derc)
+
+    def _live(self, session: PEVSession) -> "_SessionResources | None":
+        """The resources of ``session`` while it is its port's current session."""
+        extras = self._extras.get(session.port_index)
+        return extras if extras is not None and extras.session is session else None
 
     def management(self, session: PEVSession) -> ManagementInformation:
         return self._extras[session.port_index].management
