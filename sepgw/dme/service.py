@@ -53,7 +53,7 @@ class DMEService(MultiService):
         general, server, registration = config["dme"], config["server"], config["registration"]
         general["state_dir"].mkdir(parents=True, exist_ok=True)
         db = general["database"] or general["state_dir"] / "dme.sqlite"
-        self.store = DMEStore(db)
+        self.store = DMEStore(db, now=reactor.seconds)
         self.server = DMEServer(
             reactor, registration=registration["by_post"], pin=registration["pin"],
             poll_rate=server["poll_rate_s"], post_rate=server["post_rate_s"],

@@ -14,7 +14,7 @@ import hashlib
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 __all__ = ["DMEStore", "request_digest"]
 
@@ -44,10 +44,12 @@ CREATE TABLE IF NOT EXISTS resources (lfdi TEXT NOT NULL, name TEXT NOT NULL,
 
 
 class DMEStore:
-    """The DME's SQLite file at ``path`` (``":memory:"`` for tests)."""
+    """The DME's SQLite file at ``path`` (``":memory:"`` for tests); ``now`` gives the time
+    stamps (the reactor's ``seconds``; wall-clock time when not given)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, now: Callable[[], float] = time.time) -> None:
         self.path = str(path)
+        self._now = now
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -65,7 +67,7 @@ class DMEStore:
 
     def add_device(self, lfdi: str, href: str, sfdi: int, pin: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?)",
-                         (lfdi, href, sfdi, pin, time.time()))
+                         (lfdi, href, sfdi, pin, self._now()))
 
     def mups(self) -> list[tuple[str, bytes]]:
         return [(r[0], bytes(r[1])) for r in self._db.execute(
@@ -101,7 +103,7 @@ class DMEStore:
             dup = db.execute("SELECT 1 FROM posts WHERE sha = ? LIMIT 1", (sha,)).fetchone()
             cur = db.execute("INSERT INTO posts (time, lfdi, method, path, kind, sha, duplicate)"
                              " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (time.time(), lfdi, method, path, kind, sha, 1 if dup else 0))
+                             (self._now(), lfdi, method, path, kind, sha, 1 if dup else 0))
             post = cur.lastrowid
             if not dup:
                 db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?)",
@@ -117,7 +119,7 @@ class DMEStore:
 
     def save_resource(self, lfdi: str, name: str, doc: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO resources VALUES (?, ?, ?, ?)",
-                         (lfdi, name, doc, time.time()))
+                         (lfdi, name, doc, self._now()))
 
     def resources(self, lfdi: str) -> dict[str, float]:
         """The resources a device PUT (name → when last)."""
