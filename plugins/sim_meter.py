@@ -21,6 +21,63 @@ from sepgw.plugin import (BuildContext, IMeter, IMeterListener, Key, MeterSample
 sim_link = dropin_module("sim_link")  # bundled helper module
 
 
+class _SampleBank:
+    """One timer for every simulated meter of a clock sampling at the same interval.
+
+    At hundreds of ports, a ``LoopingCall`` per meter costs the reactor more in its timer
+    heap than the samples themselves (500 meters at 0.1 s: 5,000 heap pushes and pops a
+    second). A meter whose sample raises leaves the bank, as its own ``LoopingCall`` would
+    have stopped: it falls silent and the gatekeeper's meter watchdog trips.
+    """
+
+    log = Logger()
+    _banks: dict[tuple[int, float], "_SampleBank"] = {}
+
+    def __init__(self, clock: Any, interval: float) -> None:
+        self._key = (id(clock), interval)
+        self.meters: dict[SimulatedMeter, None] = {}  # insertion order: sampling order
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+
+    @classmethod
+    def join(cls, clock: Any, interval: float, meter: "SimulatedMeter") -> None:
+        """Sample ``meter`` now and then at every tick of its bank."""
+        bank = cls._banks.get((id(clock), interval))
+        if bank is None:
+            bank = cls._banks[(id(clock), interval)] = cls(clock, interval)
+        bank.meters[meter] = None
+        if not bank._loop.running:
+            bank._loop.start(interval, now=False)
+        bank._sample(meter)
+
+    @classmethod
+    def leave(cls, clock: Any, interval: float, meter: "SimulatedMeter") -> None:
+        bank = cls._banks.get((id(clock), interval))
+        if bank is not None:
+            bank._drop(meter)
+
+    def _drop(self, meter: "SimulatedMeter") -> None:
+        if meter not in self.meters:
+            return
+        del self.meters[meter]
+        if not self.meters:
+            del self._banks[self._key]
+            if self._loop.running:
+                self._loop.stop()
+
+    def _tick(self) -> None:
+        for meter in list(self.meters):
+            self._sample(meter)
+
+    def _sample(self, meter: "SimulatedMeter") -> None:
+        try:
+            meter.sample()
+        except Exception:
+            self.log.failure("{name}: sampling failed; the meter stops sampling",
+                             name=meter.name)
+            self._drop(meter)
+
+
 @implementer(IMeter)
 class SimulatedMeter:
     """Samples every ``interval`` seconds: grid voltage and frequency, and the power flowing.
@@ -51,8 +108,11 @@ class SimulatedMeter:
         self._initial_error = error
         self._control = control
         self._listeners: list[Any] = []
-        self._loop = LoopingCall(self.sample)
-        self._loop.clock = clock
+        self._sampling = False
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     # The grid and the power through the port
 
@@ -115,11 +175,13 @@ class SimulatedMeter:
                               link=sim_link.format_address(*self.link.bind))
         if self._initial_error:
             self.fail(self._initial_error)
-        self._loop.start(self.interval, now=True)
+        self._sampling = True
+        _SampleBank.join(self._clock, self.interval, self)
 
     def stop(self) -> Any:
-        if self._loop.running:
-            self._loop.stop()
+        if self._sampling:
+            self._sampling = False
+            _SampleBank.leave(self._clock, self.interval, self)
         if self.link is not None:
             return self.link.detach("meter", self)
         return None

@@ -342,6 +342,51 @@ class SimulatedMeterTests(SynchronousTestCase):
         """add_listener refuses an object that does not provide IMeterListener."""
         self.assertRaises(TypeError, self.meter.add_listener, object())
 
+    def test_many_meters_share_one_timer(self) -> None:
+        """500 meters at the same interval on one clock keep one timer between them, not
+        one each (the reactor's timer heap was a third of the EVSE's CPU at 500 ports),
+        and each still samples every interval; the last one stopped leaves no timer."""
+        meters = []
+        recorders = []
+        for i in range(500):
+            m = build(self, "meter", "simulated", {"interval": 0.5}, self.clock)
+            r = MeterRecorder()
+            m.add_listener(r)
+            m.start()
+            meters.append(m)
+            recorders.append(r)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.pump([0.5] * 4)
+        self.assertEqual({len(r.samples) for r in recorders}, {5})
+        for m in meters:
+            m.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_failing_listener_silences_only_its_meter(self) -> None:
+        """A listener raising on a sample stops that meter's samples (it falls silent, as a
+        meter of its own timer would, for the gatekeeper's watchdog to see) and is logged;
+        the other meters sharing the timer keep sampling."""
+
+        @implementer(IMeterListener)
+        class Broken:
+            def meter_sample(self, sample: MeterSample) -> None:
+                raise RuntimeError("listener bug")
+
+            def meter_error(self, reason: str) -> None:
+                pass
+
+        self.meter.start()
+        self.clock.advance(0.25)
+        broken = build(self, "meter", "simulated", {"interval": 0.5}, self.clock)
+        broken.add_listener(Broken())
+        broken.start()
+        self.clock.pump([0.25, 0.5, 0.5])
+        self.assertEqual(len(self.recorder.samples), 4)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        broken.stop()
+        self.meter.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
 
 class LoopbackTransportTests(SynchronousTestCase):
     def setUp(self) -> None:
