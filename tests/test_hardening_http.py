@@ -272,6 +272,50 @@ class DeadlineTests(SynchronousTestCase):
         self.assertFalse(self.c.closing)
         self.assertNotIn(b" 408 ", self.c.answer())
 
+    def test_deadline_reused_after_a_request_still_fires_on_time(self) -> None:
+        """After a complete request, a head started 9 s later that never ends gets its 408
+        10 s after its own first byte (not at the first request's deadline), and not
+        before: a connection's deadline timer, reused, is re-armed for each request."""
+        self.c.send(request("GET", "/dcap"))
+        self.c.clock.advance(9)
+        self.c.send(b"GET /dc")
+        self.c.clock.advance(9.9)
+        self.assertEqual(self.c.answer().count(b"HTTP/1.1 "), 1)
+        self.c.clock.advance(0.2)
+        self.assertIn(b"HTTP/1.1 408 ", self.c.answer())
+        self.assertIn(b"request head not complete within 10 s", self.c.answer())
+
+    def test_idle_after_requests_closed_60_s_after_the_last(self) -> None:
+        """After requests 30 s apart, the connection is closed 60 s after the last one was
+        answered, not before (the idle timer, kept through each request, restarts after)."""
+        for _ in range(3):
+            self.c.send(request("GET", "/dcap"))
+            self.c.clock.advance(30)
+        self.c.clock.advance(29.9)
+        self.assertFalse(self.c.closing)
+        self.c.clock.advance(0.2)
+        self.assertTrue(self.c.closing)
+        self.assertEqual(self.c.answer().count(b"HTTP/1.1 200"), 3)
+
+    def test_keep_alive_requests_schedule_no_timer_each(self) -> None:
+        """100 GETs and 100 PUTs on one keep-alive connection schedule a bounded number of
+        timers between them, not one or two per request (each a push and a pop in the
+        reactor's timer heap, per request of every PEV), and all are answered."""
+        scheduled = []
+        call_later = self.c.proto.callLater
+
+        def counting(*args: Any, **kw: Any) -> Any:
+            scheduled.append(args[1])
+            return call_later(*args, **kw)
+
+        self.c.proto.callLater = counting
+        for _ in range(100):
+            self.c.send(request("GET", "/dcap"))
+            self.c.send(request("PUT", "/edev/0/di", b"<x/>"))
+            self.c.clock.advance(0.5)
+        self.assertEqual(self.c.answer().count(b"HTTP/1.1 "), 200)
+        self.assertLessEqual(len(scheduled), 4, scheduled[:8])
+
 
 class ValueBoundTests(SynchronousTestCase):
     """Integers over Python's 4,300-digit int() limit in bodies and queries are 400 naming

@@ -60,11 +60,14 @@ class Sharing:
         return self.s.resources.sessions[i]
 
     def served_list(self, i: int) -> list[DERControl]:
-        """The DERControlList the PEV on port ``i`` GETs (every page)."""
+        """The DERControlList the PEV on port ``i`` GETs (every page), as the bytes the
+        server sends (serialized once per change, so a stale cache would show here)."""
+        from sepgw.model import DERControlList, parse
+
         edev = self.session(i).edev
-        doc = self.s.resources.get(f"{edev}/derp/1/derc", ListQuery(0, None, 255),
-                                   self.s.ids[f"p{i}"])
-        return list(doc.DERControl)
+        data = self.s.resources.render(f"{edev}/derp/1/derc", ListQuery(0, None, 255),
+                                       self.s.ids[f"p{i}"])
+        return list(parse(data, DERControlList).DERControl)
 
     def shares(self, i: int) -> list[DERControl]:
         return [c for c in self.served_list(i) if c.DERControlBase.opModMaxLimW is not None]

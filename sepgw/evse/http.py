@@ -30,7 +30,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from sepgw.evse.tree import EVSEResources, HTTPError
-from sepgw.model import MEDIA_TYPE, Deviation, ModelError, parse, serialize
+from sepgw.model import MEDIA_TYPE, Deviation, ModelError, parse
 from sepgw.model.paging import parse_query
 from sepgw.security.identity import PeerIdentity, peer_identity
 
@@ -107,7 +107,13 @@ class LimitedHTTPChannel(http.HTTPChannel):
     _head_bytes = 0
     _head_call: Any = None
     _body_call: Any = None
+    _head_armed = False
+    _body_armed = False
+    _idle_paused = False
+    _lost = False
     _bad_reason = "malformed request"
+    peer_identity: PeerIdentity | None = None
+    """The client certificate's identity, once the first request has looked it up."""
 
     def connectionMade(self) -> None:
         limits = getattr(self.site, "limits", None)  # type: ignore[attr-defined]
@@ -155,7 +161,35 @@ class LimitedHTTPChannel(http.HTTPChannel):
 
     # -- deadlines ---------------------------------------------------------------------------
 
+    # Each deadline keeps one DelayedCall per connection, moved later by reset() for each
+    # request and left pending (disarmed) between requests: moving a call later costs the
+    # reactor nothing until it comes due, where a new callLater per request costs a push
+    # and a pop in its timer heap (hundreds of connections, several requests a second each).
+
+    def _arm(self, name: str, seconds: float, late: Callable[[], None]) -> None:
+        call = getattr(self, name)
+        if call is not None and call.active():
+            if call.getTime() <= call.seconds() + seconds:
+                call.reset(seconds)
+                return
+            call.cancel()  # sooner than pending: a new call (never with fixed timeouts)
+        setattr(self, name, self.callLater(seconds, late))
+
+    def setTimeout(self, period: float | None) -> float | None:  # type: ignore[override]
+        """Twisted pauses the idle timeout for each request (``setTimeout(None)``) and
+        starts it again after, a new timer each time; here the pause keeps the pending
+        timer (:meth:`timeoutConnection` ignores it if it comes due while paused) and the
+        restart moves it later. Only the connection's end really cancels it."""
+        if period is None and not self._lost:
+            self._idle_paused = True
+            prev, self.timeOut = self.timeOut, None  # resetTimeout() does nothing meanwhile
+            return prev  # type: ignore[return-value]
+        self._idle_paused = False
+        prev_timeout: float | None = super().setTimeout(period)
+        return prev_timeout
+
     def _cancel_deadlines(self) -> None:
+        self._head_armed = self._body_armed = False
         for name in ("_head_call", "_body_call"):
             call = getattr(self, name)
             if call is not None:
@@ -165,18 +199,25 @@ class LimitedHTTPChannel(http.HTTPChannel):
 
     def _head_late(self) -> None:
         self._head_call = None
-        self._refuse(408, f"request head not complete within {self.limits.head_timeout:g} s")
+        if self._head_armed:
+            self._head_armed = False
+            self._refuse(408, f"request head not complete within "
+                              f"{self.limits.head_timeout:g} s")
 
     def _body_late(self) -> None:
         self._body_call = None
-        self._refuse(408, f"request body not complete within {self.limits.body_timeout:g} s")
+        if self._body_armed:
+            self._body_armed = False
+            self._refuse(408, f"request body not complete within "
+                              f"{self.limits.body_timeout:g} s")
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        if (self._head_call is None and self._body_call is None and self.line_mode
+        if (not self._head_armed and not self._body_armed and self.line_mode
                 and not self._handlingRequest and data):
-            self._head_call = self.callLater(self.limits.head_timeout, self._head_late)
+            self._head_armed = True
+            self._arm("_head_call", self.limits.head_timeout, self._head_late)
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
@@ -237,17 +278,16 @@ class LimitedHTTPChannel(http.HTTPChannel):
     def allHeadersReceived(self) -> None:
         if self._refused:
             return
-        call, self._head_call = self._head_call, None
-        if call is not None and call.active():
-            call.cancel()
+        self._head_armed = False
         if self.length != 0:
-            self._body_call = self.callLater(self.limits.body_timeout, self._body_late)
+            self._body_armed = True
+            self._arm("_body_call", self.limits.body_timeout, self._body_late)
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:
         if self._refused:
             return
-        self._cancel_deadlines()
+        self._head_armed = self._body_armed = False
         self._head_lines = 0
         self._head_bytes = 0
         super().allContentReceived()
@@ -262,7 +302,9 @@ class LimitedHTTPChannel(http.HTTPChannel):
                               f"than {self.limits.max_body} bytes")
 
     def timeoutConnection(self) -> None:
-        if self._head_call is not None or self._body_call is not None:
+        if self._idle_paused:
+            return  # a request is being answered (Twisted would have cancelled the timer)
+        if self._head_armed or self._body_armed:
             return  # within a request its own deadline governs (and answers 408)
         self.log.info("Closing idle connection from {peer} (nothing received for {t:g} s)",
                       peer=self._peer(), t=self.limits.idle_timeout)
@@ -272,6 +314,7 @@ class LimitedHTTPChannel(http.HTTPChannel):
         self.loseConnection()
 
     def connectionLost(self, reason: Any = None) -> None:
+        self._lost = True
         self._cancel_deadlines()
         super().connectionLost(reason)
 
@@ -356,7 +399,12 @@ class EVSEHTTPServer:
     def _handle(self, request: IRequest, method: str, path: str) -> bytes:
         if getattr(request, "too_large", False):
             raise HTTPError(413, f"request body larger than {self.max_body} bytes")
-        identity = self._identify(request)
+        channel = getattr(request, "channel", None)
+        identity = getattr(channel, "peer_identity", None)
+        if identity is None:
+            identity = self._identify(request)
+            if identity is not None and isinstance(channel, LimitedHTTPChannel):
+                channel.peer_identity = identity  # a TLS connection's peer does not change
         if identity is None:
             raise HTTPError(403, "no client certificate identity")
         tree = self.resources
@@ -370,7 +418,9 @@ class EVSEHTTPServer:
                 query = parse_query(request.args, max_limit=100)
             except ModelError as e:
                 raise HTTPError(400, str(e))
-            return self._document(request, tree.get(path, query, identity))
+            data = tree.render(path, query, identity)
+            request.setHeader(b"Content-Type", _MEDIA)
+            return data
         if method in ("PUT", "POST"):
             types = tree.body_type(path, method)
             deviations: list[Deviation] = []
@@ -409,11 +459,6 @@ class EVSEHTTPServer:
             wanted = " or ".join(t.__name__ for t in types)
             raise HTTPError(400, f"expected {wanted}, got {type(body).__name__}")
         return body
-
-    @staticmethod
-    def _document(request: IRequest, obj: Any) -> bytes:
-        request.setHeader(b"Content-Type", _MEDIA)
-        return serialize(obj)
 
     def _error(self, request: IRequest, error: HTTPError) -> bytes:
         request.setResponseCode(error.code)

@@ -66,6 +66,7 @@ from sepgw.model import (
     SelfDevice,
     Subscription,
     DefaultDERControl,
+    serialize,
 )
 from sepgw.model.codec import EDITION_2023, SCHEMA_VER, Deviation
 from sepgw.model.paging import ListQuery, fill_list
@@ -404,6 +405,15 @@ class EVSEResources:
             return self._global_get(route.kind, query, own)
         return self._extras[route.session.port_index].get(route, query)
 
+    def render(self, path: str, query: ListQuery, identity: PeerIdentity | None) -> bytes:
+        """:meth:`get`, serialized: the documents a PEV polls every second are serialized
+        once until they change."""
+        route = self.route(path)
+        own = self.check(route, "GET", identity)
+        if route.session is None:
+            return serialize(self._global_get(route.kind, query, own))
+        return self._extras[route.session.port_index].render(route, query)
+
     def put(self, path: str, body: Model, identity: PeerIdentity | None) -> None:
         route = self.route(path)
         self.check(route, "PUT", identity)
@@ -526,6 +536,7 @@ class _SessionResources:
             curve_href=lambda i: f"{self.dc}/{i}",
             reply_to=self.rsp, mrid=tree._mrid)
         self._cache: dict[tuple[Any, ...], Model] = {}
+        self._rendered: dict[tuple[Any, ...], bytes] = {}
         self.noted: set[tuple[str, ...]] = set()
         """What was logged once for this session (see :meth:`note`)."""
         self.fsa_mrid = tree._mrid()
@@ -623,6 +634,16 @@ class _SessionResources:
                 doc = self._cache[key] = self._get(route, query)
             return doc
         return self._get(route, query)
+
+    def render(self, route: Route, query: ListQuery) -> bytes:
+        """The serialized :meth:`get`, kept with the cached document until it changes."""
+        if route.kind in self.CACHED:
+            key = (route.kind, query.start, query.after, query.limit)
+            data = self._rendered.get(key)
+            if data is None:
+                data = self._rendered[key] = serialize(self.get(route, query))
+            return data
+        return serialize(self._get(route, query))
 
     def _get(self, route: Route, query: ListQuery) -> Model:
         kind = route.kind
@@ -867,6 +888,7 @@ class _SessionResources:
         """Tell the subscribers of ``href`` it changed (the notifier applies each
         subscription's ``limit`` to a list)."""
         self._cache.clear()
+        self._rendered.clear()
         notifier = self.tree.notifier
         if notifier is None or not self.subscriptions.for_resource(href):
             return

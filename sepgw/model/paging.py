@@ -48,6 +48,9 @@ class ListQuery:
     limit: int = DEFAULT_LIMIT
 
 
+_NAMES = (("s", b"s"), ("a", b"a"), ("l", b"l"))
+
+
 def _text(v: str | bytes) -> str:
     return v.decode("ascii", "replace") if isinstance(v, bytes) else v
 
@@ -84,8 +87,14 @@ def parse_query(query: str | bytes | Mapping[Any, Sequence[Any]] | None, *,
             args = parse_qs(qs, keep_blank_values=True, strict_parsing=False)
         except ValueError as e:  # pragma: no cover - parse_qs is forgiving
             raise ModelError("query", str(e)) from None
-    else:
-        args = {_text(k): [_text(v) for v in vs] for k, vs in query.items()}
+    else:  # only the three names 2030.5 defines are looked at, as bytes or str keys
+        args = {}
+        for name, raw in _NAMES:
+            vs = query.get(raw)
+            if vs is None:
+                vs = query.get(name)
+            if vs is not None:
+                args[name] = [_text(v) for v in vs]
     values: dict[str, str] = {}
     for name in ("s", "a", "l"):
         vs = args.get(name)
