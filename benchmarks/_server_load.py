@@ -389,7 +389,12 @@ class Churn:
 
     def step(self) -> None:
         due = self.first + self.k / self.args.churn
-        if due >= self.stop_at - 1.0 or not self.active or not self.spares:
+        if due >= self.stop_at - 1.0:
+            return
+        if not self.active or not self.spares:
+            # A slow server: arrivals lag the departures and no PEV is free for a moment.
+            # Wait for one rather than end the churn for the rest of the run.
+            reactor.callLater(0.05, self.step)
             return
         self.k += 1
         leaving = self.active.pop(0)
