@@ -556,8 +556,14 @@ def pev_churn(args: argparse.Namespace, quiet_log: bool = False) -> tuple[Any, A
         def settle_resident(p: Any) -> Any:
             yield p.setup_sepgw("/dcap")
             p.busy = False
-            p.beat = LoopingCall(lambda: resident_tick(p).addErrback(
-                lambda f: problems.append(f"resident {p.name}: {f.getErrorMessage()}")))
+            p.tick = None
+
+            def tick() -> Any:
+                p.tick = resident_tick(p).addErrback(
+                    lambda f: problems.append(f"resident {p.name}: {f.getErrorMessage()}"))
+                return p.tick
+
+            p.beat = LoopingCall(tick)
             p.beat.clock = reactor
             p.beat.start(1.0, now=False)
 
@@ -581,6 +587,8 @@ def pev_churn(args: argparse.Namespace, quiet_log: bool = False) -> tuple[Any, A
         marks[-1]["seconds"] = time.perf_counter() - t0
         for p in residents:
             p.beat.stop()
+            if p.tick is not None:
+                yield p.tick  # a request in flight keeps its connection out of the cache
             yield p.pool.closeCachedConnections()
             yield p.listener.stopListening()
         yield gateway.stopService()

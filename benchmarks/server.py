@@ -485,6 +485,18 @@ def run_sepgw(args: argparse.Namespace, n: int, pki: Path, directory: Path,
             env["SEPGW_BENCH_GC_THRESHOLD"] = args.gc_threshold
         if args.gc_freeze:
             env["SEPGW_BENCH_GC_FREEZE"] = "1"
+    if args.memprobe:  # benchmarks/_memprobe.py in the server (and the GC probe, if asked)
+        probe = directory / "memprobe-lib"
+        probe.mkdir(exist_ok=True)
+        shutil.copy(HERE / "_memprobe.py", probe / "_memprobe.py")
+        gc_on = args.gc_probe or args.gc_threshold or args.gc_freeze
+        (probe / "sitecustomize.py").write_text((GC_PROBE if gc_on else "")
+                                                + "\nimport _memprobe\n_memprobe.install()\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(probe), env.get("PYTHONPATH")]))
+        memdir = directory / f"memprobe-{time.strftime('%H%M%S')}"
+        env.update(SEPGW_BENCH_MEMPROBE_DIR=str(memdir),
+                   SEPGW_BENCH_MEMPROBE_EVERY=str(args.memprobe),
+                   SEPGW_BENCH_MEMPROBE_TRIM="1" if args.memprobe_trim else "0")
     server = subprocess.Popen([TWISTD, "-n", "--pidfile=", "sepgw", "--config", str(config)],
                               cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                               env=env)
@@ -528,6 +540,10 @@ def run_sepgw(args: argparse.Namespace, n: int, pki: Path, directory: Path,
                       (line.split() for line in gc_log.read_text().splitlines())
                       if frm <= float(t) < to]
             sepgw.gc_pauses = pauses
+        if args.memprobe:
+            from _memprobe import report as memreport
+
+            print(memreport(memdir, *sepgw.window, root=str(ROOT)), flush=True)
     finally:
         for lg in gens:
             lg.close()
@@ -834,6 +850,12 @@ def main() -> int:
                     help="py-spy the ceiling and aiohttp servers too")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin the server to CPU 0 and the load to the others")
+    ap.add_argument("--memprobe", type=float, default=0.0, metavar="SECONDS",
+                    help="tracemalloc, mallinfo2 and object counts in the sepgw server every "
+                         "SECONDS (and on SIGUSR2), compared over the window "
+                         "(benchmarks/_memprobe.py; keeps the work directory)")
+    ap.add_argument("--memprobe-trim", action="store_true",
+                    help="what-if with --memprobe: malloc_trim(0) after each probe")
     ap.add_argument("--pki", type=Path,
                     default=Path(tempfile.gettempdir()) / "sepgw-bench-pki",
                     help="PKI cache directory")
@@ -893,7 +915,7 @@ def main() -> int:
     for scenario, results in everything:
         args.scenario = scenario
         report(results, args)
-    if args.keep or args.profile:
+    if args.keep or args.profile or args.memprobe:
         print(f"work directory kept: {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)

@@ -20,8 +20,10 @@ from twisted.trial import unittest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-#: Connections that may still be closing when a mark is taken (a leak adds 30 between marks).
-SLACK = 3
+#: Connections, TLS protocols and notification deliveries that may still be in flight or
+#: closing when a mark is taken on a loaded machine (up to 8 seen under a parallel
+#: benchmark); a leak adds one per departure, 30 between marks.
+SLACK = 10
 
 
 class ChurnOverTLSTests(unittest.TestCase):

@@ -23,6 +23,7 @@ from sepgw.evse.controller import PortController, SiteCoordinator
 from sepgw.interfaces import IContactor, MeterSample
 from sepgw.security.tls import server_connection_creator
 from sepgw.service.common import (
+    HeapTrimmer,
     RoleService,
     StartupError,
     make_role_service,
@@ -151,6 +152,8 @@ class EVSEGateway(RoleService):
             self.dme_site.responses = getattr(self.uplink, "pev_response", None)
             self._telemetry = LoopingCall(self.publish_telemetry)
             self._telemetry.clock = reactor
+        # Free lists of ended sessions back to the OS (glibc), so churn does not creep RSS.
+        self.heap_trimmer = HeapTrimmer(reactor)
         self.add_views("evse")  # D-Bus, console, systemd: when configured
 
     def _port_network(self, index: int, name: str, transport: Any) -> Any:
@@ -182,6 +185,8 @@ class EVSEGateway(RoleService):
         if self.uplink is not None and self._telemetry.running:
             self._telemetry.stop()
         self.notifier.stop()
+        if self.heap_trimmer.running:
+            self.heap_trimmer.stopService()
         return super().stopService()
 
     def uplink_control(self, control: Any) -> None:
@@ -225,6 +230,7 @@ class EVSEGateway(RoleService):
 
     def _serving(self, _: Any) -> None:
         release_startup_memory()
+        self.heap_trimmer.startService()  # then every HEAP_TRIM_INTERVAL_S
         server = self.config["server"]
         for port in self.https.ports:
             host = port.getHost()
