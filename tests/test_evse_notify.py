@@ -670,6 +670,33 @@ class AgentFactoryTests(SynchronousTestCase):
         self.assertIs(shared(PEV), shared(OTHER))
         self.assertRaises(ValueError, Notifier, agent_for, Clock(), server_url="http://x")
 
+    def test_one_tls_context_for_every_subscriber(self) -> None:
+        """The agents of 20 subscribers share one client TLS context, built once (the EVSE's
+        certificate, key and trust anchors are the same for all; building one per PEV was a
+        twentieth of the EVSE's CPU under churn), and each still expects its own
+        subscriber's LFDI of the notification server it connects to."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from sepgw.security import tls
+        from tests.security_helpers import shared_pki
+
+        p = shared_pki().paths
+        settings = tls.TLSSettings(p.evse, p.evse_key, (p.serca,))
+        built = []
+        build = tls._build_context
+
+        def counting(*args: Any, **kw: Any) -> Any:
+            built.append(1)
+            return build(*args, **kw)
+
+        self.patch(tls, "_build_context", counting)
+        agent_for = https_agent_factory(MemoryReactorClock(), settings)
+        lfdis = [f"{i:040X}" for i in range(20)]
+        creators = [agent_for(lfdi)._endpointFactory._policyForHTTPS.creatorForNetloc(
+            b"fd00::2", 443) for lfdi in lfdis]
+        self.assertEqual(len(built), 1)
+        self.assertEqual([c.expected_lfdi for c in creators], lfdis)
+
     def test_agents_bounded(self) -> None:
         """Under churn of PEVs with different LFDIs the agents kept stay at ``max_agents``,
         the least recently used dropped first (a returning PEV gets a new agent)."""

@@ -367,6 +367,26 @@ class HandshakeTests(_TLSTestMixin, SynchronousTestCase):
         self.assertIn("not the expected", client_events[0]["reason"])
         self.assertEqual(client_events[0]["peer"], "[fd00::1]:443")
 
+    def test_pinnedPoliciesShareOneContext(self) -> None:
+        """
+        Policies made by C{pinned()} from one client policy (the EVSE's notifier: one per
+        subscriber) share its context and each pins its own LFDI: pinned to the server's
+        LFDI the handshake completes, pinned to another LFDI it is refused.
+        """
+        base = client_policy(pev_settings())
+        server_lfdi = evse_settings().identity.lfdi
+        good, other = base.pinned(server_lfdi), base.pinned("0" * 40)
+        self.assertIs(good._context, base._context)
+        self.assertIs(other._context, base._context)
+        ok, _ = self.handshake(server_connection_creator(evse_settings()),
+                               good.creatorForNetloc(b"fd00::1", 443))
+        self.assertEqual(ok.client_app.received, [RESPONSE])
+        bad, events = self.handshake(server_connection_creator(evse_settings()),
+                                     other.creatorForNetloc(b"fd00::1", 443))
+        self.assertRefused(bad)
+        client_events = [e for e in warnings_from(events) if e.get("role") == "client"]
+        self.assertIn("not the expected", client_events[0]["reason"])
+
     def test_clientRefusesUnknownServer(self) -> None:
         """
         The PEV client refuses an EVSE whose certificate chains to a root it does not

@@ -692,10 +692,18 @@ class ClientPolicy:
     sepgw's client TLS (one shared context).
     """
 
-    def __init__(self, settings: TLSSettings, expected_lfdi: str | None = None) -> None:
+    def __init__(self, settings: TLSSettings, expected_lfdi: str | None = None, *,
+                 context: SSL.Context | None = None) -> None:
         self.settings = settings
         self.expected_lfdi = expected_lfdi
-        self._context = _build_context(settings, server=False, log=ClientConnectionCreator.log)
+        self._context = (context if context is not None else
+                         _build_context(settings, server=False, log=ClientConnectionCreator.log))
+
+    def pinned(self, expected_lfdi: str | None) -> "ClientPolicy":
+        """The same client TLS, sharing this policy's context (its certificate, key and
+        trust anchors loaded once), expecting a server certificate with ``expected_lfdi``
+        (checked per connection)."""
+        return ClientPolicy(self.settings, expected_lfdi, context=self._context)
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> ClientConnectionCreator:
         """
