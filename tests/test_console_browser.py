@@ -95,6 +95,17 @@ class ConsoleBrowserTests(SynchronousTestCase):
                                ".dataset.samples) > 5", timeout=10_000)
         self.assertEqual(float(canvas.get_attribute("data-last-w") or "nan"), 0.0)
 
+        # The page redraws on every state change; one between selecting the field's text
+        # and typing over it must not turn "42" into "5042" (seen as "5050" in CI).
+        page.evaluate("() => { const i = document.querySelector('#port-port1 input.percent');"
+                      " i.focus(); i.select(); render(); }")
+        page.keyboard.insert_text("42")
+        self.assertEqual(port.locator("input.percent").input_value(), "42")
+        port.locator("input.percent").fill("150")
+        port.locator("button.fixed-w").click()
+        self.assertIn("not a whole percent from -100 to 100",
+                      page.locator("#toast").inner_text())
+        self.assertFalse(page.locator("dialog#confirm").is_visible())
         port.locator("input.percent").fill("50")
         port.locator("button.fixed-w").click()
         dialog = page.locator("dialog#confirm")

@@ -265,14 +265,25 @@ function portCard(port, now) {
       (meter ? [num(meter.w, "W"), num(meter.var, "var"), num(meter.v, "V", 1),
                 num(meter.hz, "Hz", 2)].join(", ") : "no sample")),
     canvas);
-  const fixed = el("input", { type: "number", min: -100, max: 100, step: 1, value: 50,
-                              class: "percent", "aria-label": "opModFixedW percent" });
+  // A text field (numeric keyboard), not type=number: a re-render while it is edited
+  // keeps its value, focus and selection, which a number field cannot report.
+  const fixed = el("input", { type: "text", inputmode: "numeric", pattern: "-?[0-9]{1,3}",
+                              value: 50, size: 4, class: "percent",
+                              "aria-label": "opModFixedW percent (-100 to 100)" });
   const actions = el("div", { class: "actions" },
     "opModFixedW", fixed, "%",
-    el("button", { class: "fixed-w", type: "button", disabled: !pev, onclick: () =>
-      confirmThen(`Send DERControl opModFixedW ${fixed.value} % to the PEV on ${port.port}` +
+    el("button", { class: "fixed-w", type: "button", disabled: !pev, onclick: () => {
+      const text = fixed.value.trim();
+      const percent = Number(text);
+      if (!/^-?[0-9]{1,3}$/.test(text) || percent < -100 || percent > 100) {
+        toast(`opModFixedW: ${JSON.stringify(fixed.value)} is not a whole percent from ` +
+              "-100 to 100; not sent", true);
+        return;
+      }
+      confirmThen(`Send DERControl opModFixedW ${percent} % to the PEV on ${port.port}` +
                   " (positive: the PEV discharges)?",
-                  { action: "fixed-w", port: port.port, percent: Number(fixed.value) }) },
+                  { action: "fixed-w", port: port.port, percent: percent });
+    } },
       "Send fixed-w"),
     el("button", { class: "clear-fixed-w", type: "button", disabled: !pev, onclick: () =>
       confirmThen(`Withdraw the opModFixedW DERControl on ${port.port}?`,
@@ -357,15 +368,22 @@ function render() {
   const main = $("main");
   const keep = new Map();
   for (const input of main.querySelectorAll("input.percent")) {
-    keep.set(input.closest(".port").id, [input.value, document.activeElement === input]);
+    keep.set(input.closest(".port").id, [input.value, document.activeElement === input,
+                                         input.selectionStart, input.selectionEnd,
+                                         input.selectionDirection]);
   }
   const scroll = [...main.querySelectorAll(".timeline")].map((t) => t.scrollTop);
   const now = d.time;
   const cards = d.role === "evse" ? d.ports.map((p) => portCard(p, now)) : [pevView(d, now)];
   main.replaceChildren(...cards);
-  for (const [id, [value, focused]] of keep) {
+  for (const [id, [value, focused, start, end, direction]] of keep) {
     const input = document.querySelector("#" + CSS.escape(id) + " input.percent");
-    if (input) { input.value = value; if (focused) input.focus(); }
+    if (!input) continue;
+    input.value = value;
+    if (focused) {
+      input.focus();
+      if (start !== null) input.setSelectionRange(start, end, direction || "none");
+    }
   }
   [...main.querySelectorAll(".timeline")].forEach((t, i) => {
     t.scrollTop = scroll[i] === undefined ? t.scrollHeight : scroll[i];
