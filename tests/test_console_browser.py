@@ -26,7 +26,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 TOKEN = "browser-test-token-0123456789"
 #: Screenshots go to the test's working directory; SEPGW_SCREENSHOTS=docs refreshes the ones
 #: docs/console.md shows (a normal run never rewrites tracked files).
-SCREENSHOTS = Path(os.environ.get("SEPGW_SCREENSHOTS") or ".").resolve()
+#: Where the screenshots go: $SEPGW_SCREENSHOTS (e.g. docs/ to refresh the docs' images), else
+#: the test's working directory (trial's _trial_temp), not the checkout.
+SCREENSHOTS = Path(os.environ.get("SEPGW_SCREENSHOTS") or ".")
 
 
 def _browser() -> tuple[Any, Any]:
