@@ -14,7 +14,7 @@ from .base import (
 )
 from .codec import (
     DEFAULT_MAX_DEPTH, DEFAULT_MAX_SIZE, MEDIA_TYPE, NS, Deviation, Model, parse,
-    parse_lenient, registry, serialize,
+    parse_lenient, prepare, registry, serialize,
 )
 from .der import (
     DER, ActiveDERControlList, ConnectStatusType, CurveData, DERAvailability, DERCapability,
@@ -49,6 +49,16 @@ from .units import (
     ActivePower, AmpereHour, ApparentPower, CurrentRMS, FixedPointType, FixedVar,
     FreqDroopType, PowerFactor, PowerFactorWithExcitation, ReactivePower, ReactiveSusceptance,
     RealEnergy, SignedRealEnergy, Temperature, UnitValueType, VoltageRMS, WattHour,
+)
+
+#: The resources a SunSpec V2G-AC session exchanges, both ways (what a role prepares with
+#: :func:`prepare` once it serves).
+SESSION_TYPES: tuple[type[Model], ...] = (
+    DeviceCapability, Time, EndDeviceList, EndDevice, DeviceInformation, PowerStatus,
+    DERList, DER, DERCapability, DERSettings, DERAvailability, DERStatus,
+    FunctionSetAssignmentsList, DERProgramList, DefaultDERControl, DERControlList,
+    DERCurveList, Response, ResponseSet, Subscription, Notification, MirrorUsagePoint,
+    MirrorMeterReading, MirrorMeterReadingList,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

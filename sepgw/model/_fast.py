@@ -644,6 +644,23 @@ def _element_pattern(gen: _Gen, cls: type, xml: str, code: list[str], ind: str, 
     return pat, [f"{a}x" for a in avars] + cgroups
 
 
+def prepare(cls: type, seen: set[type] | None = None) -> None:
+    """Generate now what the first document of ``cls`` would: its encoder and scanner, and
+    those of the classes it contains (each generated once, as on first use)."""
+    from .codec import _CHILD
+
+    seen = set() if seen is None else seen
+    if cls in seen:
+        return
+    seen.add(cls)
+    encoder(cls)
+    if cls not in _scanners:
+        _generate_scanner(cls)
+    for f in cls._sep_spec.elems:  # type: ignore[attr-defined]
+        if f.kind == _CHILD and f.cls is not None:
+            prepare(f.cls, seen)
+
+
 def _generate_scanner(cls: type) -> Callable[..., Any]:
     """Generate ``scan(s, p, close, depth, maxd) -> (obj, p)``: ``p`` is just after ``<name``
     of the element (after the namespace declaration for the root), ``close`` its end tag; the

@@ -38,7 +38,7 @@ __all__ = [
     "NS", "MEDIA_TYPE", "XSI_NS", "Model", "Attr", "Occurs", "XsiTyped", "ClassSpec",
     "FieldSpec", "resource", "complex_type", "parse", "parse_lenient", "serialize",
     "registry", "Deviation", "SCHEMA_VER", "ELEMENT_2023", "EDITION_2023",
-    "DEFAULT_MAX_SIZE", "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_SIZE", "DEFAULT_MAX_DEPTH", "prepare",
 ]
 
 NS = "urn:ieee:std:2030.5:ns"
@@ -666,6 +666,14 @@ def _encode(spec: ClassSpec, obj: Any, out: list[str], head: str, close: str,
 
 
 _XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def prepare(cls: type[Model]) -> None:
+    """Generate now the fast encoder and scanner of ``cls`` and of the classes it contains,
+    which the first document of each type would otherwise generate (a few milliseconds a
+    type, tens for a session's types): a role prepares what its sessions exchange once it
+    serves, so that its first peer does not wait for them."""
+    _fast.prepare(cls)
 
 
 def serialize(obj: Model, *, xml_declaration: bool = False) -> bytes:

@@ -101,6 +101,16 @@ def release_startup_memory() -> None:
         trim()
 
 
+def prepare_session_codecs() -> None:
+    """Generate the fast codecs of every resource a V2G-AC session exchanges
+    (``sepgw.model.SESSION_TYPES``) now, before the role listens or connects: generated on
+    first use, they cost the first session about 0.2 s, in the EVSE and in the PEV."""
+    from sepgw.model import SESSION_TYPES, prepare
+
+    for cls in SESSION_TYPES:
+        prepare(cls)
+
+
 #: Seconds between two heap trims of :class:`HeapTrimmer` (the EVSE role).
 HEAP_TRIM_INTERVAL_S = 60.0
 
@@ -182,8 +192,14 @@ class RoleService(OrderedMultiService):
             parent.setComponent(ILogObserver, logs.make_observer(settings))
         super().setServiceParent(parent)
 
+    #: Whether the role's sessions are SunSpec V2G-AC sessions, whose codecs are then
+    #: generated before anything starts (:func:`prepare_session_codecs`).
+    prepares_session_codecs = False
+
     def startService(self) -> Any:
         self.config.general["state_dir"].mkdir(parents=True, exist_ok=True)
+        if self.prepares_session_codecs:
+            prepare_session_codecs()
         return super().startService()
 
     def component(self, plugin: Any, name: str, **extra: Any) -> Any:
@@ -264,4 +280,4 @@ def make_role_service(cls: Any, options: Any, reactor: Any = None) -> Any:
 
 __all__ = ["ComponentError", "HeapTrimmer", "RoleService", "StartupError", "fail_startup",
            "options_for", "tls_settings", "make_role_service", "release_startup_memory",
-           "find_malloc_trim"]
+           "find_malloc_trim", "prepare_session_codecs"]

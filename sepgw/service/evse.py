@@ -82,6 +82,7 @@ class EVSEGateway(RoleService):
     """The root service of ``twistd sepgw``."""
 
     log = Logger()
+    prepares_session_codecs = True
 
     def __init__(self, config: Config, reactor: Any) -> None:
         super().__init__(config, reactor)

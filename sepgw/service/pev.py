@@ -197,6 +197,8 @@ class J3072Service(Service):
 class PEVController(RoleService):
     """The root service of ``twistd sepgw-pev``."""
 
+    prepares_session_codecs = True
+
     def __init__(self, config: Config, reactor: Any) -> None:
         super().__init__(config, reactor)
         self.setName("sepgw-pev")
