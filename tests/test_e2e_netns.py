@@ -6,6 +6,7 @@ J3072 sequence to authorization; it cannot reach anything beyond the EVSE."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -196,6 +197,10 @@ class CarrierUpTests(SynchronousTestCase):
         self.assertIn("[fd", found.group(1))
         evse.wait_for(r"port1: not authorized -> authorized", timeout=60)
 
+        # The announcement of the link-local address is asynchronous (zeroconf's loop): on
+        # a loaded machine it may come after the PEV's session. Browse once the EVSE says it
+        # announced it.
+        evse.wait_for(r"mDNS: \S+ now at .*" + re.escape(link_local), timeout=15)
         script = directory / "discover.py"
         script.write_text(DISCOVER_SCRIPT)
         done = net.run(pev_ns, sys.executable, str(script),
