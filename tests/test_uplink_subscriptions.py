@@ -21,6 +21,7 @@ from sepgw.uplink.client import State, UplinkClient
 from sepgw.uplink.queue import DurableQueue
 from tests.dme_server import DMEServer
 from tests.test_uplink_client import BASE, LFDI, SFDI, SITE, T0, SwitchableAgent
+from tests.test_uplink_client import World as UplinkWorld
 
 NOTIFY_URI = "https://evse.test:8443/ntfy"
 FSAL, DERPL, DDERC, DERC = "/edev/1/fsa", "/derp", "/derp/1/dderc", "/derp/1/derc"
@@ -97,9 +98,11 @@ class SubscribingDME(DMEServer):
         return {s.subscribedResource for s in self.subs.values()}
 
 
-class World:
+class World(UplinkWorld):
     """The uplink with a notification endpoint, the subscribing DME delivering to it in
     memory (through the real NotificationResource: parsed, 201 or 400)."""
+
+    dme: SubscribingDME
 
     def __init__(self, *, pev: bool = True, verify_s: float = 300.0) -> None:
         self.clock = Clock()
@@ -125,30 +128,10 @@ class World:
             {b"Content-Type": [b"application/sep+xml"]}), _Bytes(body))
         d.addCallback(lambda response: self.codes.append(response.code))
 
-    def _sink(self, control: dict[str, Any]) -> None:
-        self.sink.append(control)
-        if self.pev:
-            for mrid in control["site"]["sources"].values():
-                if mrid:
-                    self.client.pev_response(bytes.fromhex(mrid), "port1", 2)
-
     def flush(self) -> None:
         for _ in range(30):
             self.traversal.flush()
             self.ntfy.flush()
-
-    def run(self, seconds: float, step: float = 0.5) -> None:
-        for _ in range(int(seconds / step)):
-            self.clock.advance(step)
-            self.flush()
-
-    def start(self) -> None:
-        self.client.start()
-        self.run(1)
-
-    @property
-    def site(self) -> dict[str, Any]:
-        return self.sink[-1]["site"] if self.sink else {}
 
 
 class Counting:
